@@ -1,0 +1,388 @@
+"""The ``fmviz`` command line: parse, call the library, print, map errors to exit codes.
+
+This is the only module that imports click, and the one place where an :class:`FmvizError`
+becomes an ``Error: ...`` line. Heavy libraries (onnxruntime, matplotlib) are imported by the
+library only when a command needs them, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import FmvizError
+
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+# ----------------------------------------------------------------------------- parameter types
+
+
+class SizeType(click.ParamType):
+    """``N`` (a square) or ``WxH``, as ImageMagick writes sizes."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        text = str(value).lower().strip()
+        try:
+            if "x" in text:
+                width, height = (int(part) for part in text.split("x", 1))
+            else:
+                width = height = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a size (N or WxH, e.g. 224 or 640x480)", param, ctx)
+        if width < 1 or height < 1 or width > 65535 or height > 65535:
+            self.fail(f"{value!r}: width and height must be between 1 and 65535", param, ctx)
+        return (width, height)
+
+
+class FloatListType(click.ParamType):
+    """A comma-separated list of numbers: one value, or one per channel."""
+
+    name = "LIST"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            numbers = tuple(float(part) for part in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of numbers", param, ctx)
+        if not all(n == n and abs(n) != float("inf") for n in numbers):
+            self.fail(f"{value!r}: values must be finite numbers", param, ctx)
+        return numbers
+
+
+class FeedType(click.ParamType):
+    """``NAME=FILE.npy`` or ``NAME=NUMBER`` for a model input other than the primary one."""
+
+    name = "NAME=VALUE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        name, sep, rest = str(value).partition("=")
+        if not sep or not name or not rest:
+            self.fail(f"{value!r} is not NAME=FILE.npy or NAME=NUMBER", param, ctx)
+        return (name, rest)
+
+
+# ----------------------------------------------------------------------------- shared options
+
+
+def _compose(*decorators):
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+debug_option = click.option(
+    "--debug", is_flag=True, hidden=False, help="Show a traceback for errors."
+)
+
+stage_option = click.option(
+    "--stage",
+    type=click.Choice(["post", "pre"]),
+    default="post",
+    show_default=True,
+    help="post: the activation after each convolution; pre: the convolution's own output.",
+)
+
+selection_options = _compose(
+    click.option(
+        "--layers",
+        "patterns",
+        multiple=True,
+        metavar="PATTERN",
+        help="Shell glob on layer or tensor name, or re:REGEX (repeatable; default all).",
+    ),
+    stage_option,
+    click.option(
+        "--provider",
+        "providers",
+        multiple=True,
+        metavar="NAME",
+        help="Execution provider, in priority order (repeatable): auto (default), cpu, cuda, "
+        "tensorrt, rocm, migraphx, coreml, dml, openvino, qnn, or a full onnxruntime name.",
+    ),
+    click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads."),
+)
+
+input_options = _compose(
+    click.option("--input", "input_name", metavar="NAME", help="Model input to feed the files to."),
+    click.option(
+        "--feed",
+        "feeds",
+        type=FeedType(),
+        multiple=True,
+        help="Value of another model input: NAME=FILE.npy or NAME=NUMBER (repeatable).",
+    ),
+    click.option(
+        "--size", type=SizeType(), help="Resize images to N or WxH when the model's size is dynamic."
+    ),
+    click.option(
+        "--layout",
+        type=click.Choice(["NCHW", "NHWC"], case_sensitive=False),
+        help="Image layout (default: read from the model).",
+    ),
+    click.option(
+        "--preset",
+        type=click.Choice(["unit", "imagenet", "signed", "raw"]),
+        help="Pixel scaling: unit x/255 (default), imagenet, signed 2x/255-1, raw 0..255.",
+    ),
+    click.option("--mean", type=FloatListType(), help="Mean per channel, unit scale (a,b,c)."),
+    click.option("--std", type=FloatListType(), help="Std per channel, unit scale (a,b,c)."),
+    click.option("--bgr", is_flag=True, help="Feed colour channels in BGR order."),
+    click.option(
+        "--length", type=click.IntRange(min=1), help="Series length for models with a dynamic one."
+    ),
+    click.option(
+        "--channel", type=click.IntRange(min=0), help="Series column for [N, L] (raw audio) models."
+    ),
+    click.option(
+        "--max-pixels",
+        type=click.IntRange(min=1),
+        help="Refuse images with more pixels (default: Pillow's decompression-bomb limit).",
+    ),
+)
+
+
+def _input_options(kwargs: dict):
+    from .inputs import InputOptions
+
+    layout = kwargs.pop("layout", None)
+    return InputOptions(
+        input_name=kwargs.pop("input_name", None),
+        layout=layout.upper() if layout else None,
+        size=kwargs.pop("size", None),
+        preset=kwargs.pop("preset", None),
+        mean=kwargs.pop("mean", None),
+        std=kwargs.pop("std", None),
+        bgr=kwargs.pop("bgr", False),
+        length=kwargs.pop("length", None),
+        channel=kwargs.pop("channel", None),
+        max_pixels=kwargs.pop("max_pixels", None),
+        feeds=tuple(kwargs.pop("feeds", ()) or ()),
+    )
+
+
+def _open_model(path: str, providers=(), threads=None):
+    from .model import open_model
+
+    return open_model(path, providers=providers or ("auto",), threads=threads)
+
+
+def _stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fmviz")
+@debug_option
+def cli(debug: bool) -> None:
+    """See what each channel of a convolutional network responds to.
+
+    fmviz exposes the outputs of an ONNX model's convolution layers, runs images, time series
+    or tensors through onnxruntime, and writes per-channel pictures, statistics and
+    dead-filter reports.
+
+    \b
+    Example:
+        fmviz layers models/digits_cnn.onnx
+        fmviz run models/digits_cnn.onnx samples/digit-3.png -o out/
+        fmviz dead-filters models/digits_cnn.onnx samples/ --fail-on-dead
+    """
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@stage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@debug_option
+def layers(model: str, stage: str, as_json: bool, debug: bool) -> None:
+    """List a model's convolution layers in topological order.
+
+    \b
+    Example:
+        fmviz layers models/digits_cnn.onnx
+        fmviz layers model.onnx --stage pre --json | jq '.layers[].tensor'
+    """
+    from .graph import load_model
+
+    graph = load_model(model)
+    document = {
+        "model": graph.to_json(),
+        "stage": stage,
+        "layers": [layer.to_json(stage) for layer in graph.layers],
+        "unreachable": [u.to_json() for u in graph.unreachable],
+    }
+    if as_json:
+        click.echo(json.dumps(document))
+        return
+    from .console import print_layers
+
+    print_layers(document)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=True),
+    default="fmviz-out",
+    show_default=True,
+    help="Output folder; each input gets OUT/<input-stem>/.",
+)
+@selection_options
+@input_options
+@click.option(
+    "--normalize",
+    type=click.Choice(["channel", "layer"]),
+    default="channel",
+    show_default=True,
+    help="channel: each tile spans its own min..max; layer: one range for all tiles.",
+)
+@click.option(
+    "--clip",
+    type=click.FloatRange(min=0, max=50, max_open=True),
+    help="Clip values to the P..100-P percentiles before scaling.",
+)
+@click.option("--cmap", help="Matplotlib colormap for heatmaps (default magma, or RdBu_r when "
+              "maps have negative values).")
+@click.option(
+    "--max-channels",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Show at most N channels per layer: the strongest by mean |a|.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Overlay opacity at the strongest activation.",
+)
+@click.option("--save-arrays", is_flag=True, help="Also write arrays.npz (float32, by tensor).")
+@click.option("--json", "as_json", is_flag=True, help="Print each manifest as one JSON line.")
+@click.option("--quiet", "-q", is_flag=True, help="No notices on stderr.")
+@debug_option
+def run(model, inputs, out, patterns, stage, providers, threads, normalize, clip, cmap,
+        max_channels, alpha, save_arrays, as_json, quiet, debug, **kwargs) -> None:
+    """Write feature-map pictures and a manifest for each INPUT.
+
+    INPUT is an image, a series (.csv .tsv .wav) or a tensor (.npy .npz); '-' reads paths from
+    stdin, one per line. Each input gets OUT/<stem>/ with NNN-<layer>.grid.png,
+    .heatmap.png, .overlay.png (images) or .series.png (1-D layers), and manifest.json.
+
+    \b
+    Example:
+        fmviz run models/digits_cnn.onnx samples/digit-3.png
+        fmviz run model.onnx photo.jpg --layers 're:conv[0-9]+' --cmap viridis -o out/
+        ls *.png | fmviz run model.onnx - --json | jq '.layers[0].stats'
+    """
+    from .visualize import RenderOptions, RunOptions
+    from .visualize import run as run_inputs
+
+    input_opts = _input_options(kwargs)
+    options = RunOptions(
+        out=Path(out),
+        patterns=tuple(patterns),
+        stage=stage,
+        render=RenderOptions(
+            normalize=normalize, clip=clip, cmap=cmap, max_channels=max_channels, alpha=alpha
+        ),
+        inputs=input_opts,
+        save_arrays=save_arrays,
+    )
+    paths = _expand_stdin(inputs)
+    opened = _open_model(model, providers, threads)
+    notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
+    for folder, manifest in run_inputs(opened, paths, options, notify=notify):
+        if as_json:
+            click.echo(json.dumps(manifest, separators=(",", ":")))
+        elif not quiet:
+            pictures = sum(len(entry["files"]) for entry in manifest["layers"])
+            click.echo(
+                f"{manifest['input']['path']} -> {folder}/  {len(manifest['layers'])} layers, "
+                f"{pictures} pictures ({', '.join(manifest['providers'])})"
+            )
+
+
+def _expand_stdin(inputs) -> list[str]:
+    paths: list[str] = []
+    for item in inputs:
+        if item == "-":
+            paths.extend(line.strip() for line in sys.stdin if line.strip())
+        else:
+            paths.append(item)
+    return paths
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every failure ends as one ``Error: ...`` line and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="fmviz", standalone_mode=False)
+    except FmvizError as exc:
+        if debug:
+            raise
+        _stderr(f"Error: {exc}")
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        if debug:
+            raise
+        _stderr(f"Error: {_one_line(exc.format_message())}")
+        return exc.exit_code if exc.exit_code else EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our stdout went away (| head): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return EXIT_OK
+    except Exception as exc:
+        if debug:
+            raise
+        _stderr(
+            f"Error: internal error {type(exc).__name__}: {_one_line(str(exc))} "
+            "(this is a bug in fmviz; run again with --debug for a traceback)"
+        )
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,258 @@
+"""Images: decode safely, orient, convert, resize and scale as the model expects."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, OptionError
+from ..graph import ModelInput
+
+OVERLAY_MAX_SIDE = 2048
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# value = x * scale + offset, with x the 0..255 pixel value
+PRESET_AFFINE = {
+    "unit": (1 / 255, 0.0),
+    "imagenet": (1 / 255, 0.0),
+    "signed": (2 / 255, -1.0),
+    "raw": (1.0, 0.0),
+}
+
+
+def image_layout(target: ModelInput, override: str | None = None) -> str:
+    """NCHW or NHWC: ``override`` if given, else read from where a 1/3/4 channel dim sits."""
+    if override:
+        return override.upper()
+    shape = target.shape or ()
+    if len(shape) == 4:
+        first, last = shape[1], shape[3]
+        if last in (1, 3, 4) and first not in (1, 3, 4):
+            return "NHWC"
+    return "NCHW"
+
+
+def open_picture(path: Path, max_pixels: int | None = None):
+    """Decode the first frame of an image with EXIF orientation applied.
+
+    Decompression bombs (more pixels than ``max_pixels``, default Pillow's limit) are refused
+    before any pixel is decoded. Returns the image and a record of what was found.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            width, height = image.size
+            if limit and width * height > limit:
+                raise InputError(
+                    f"{path}: {width}x{height} pixels is over the limit of {limit} "
+                    "(a decompression bomb?); raise it with --max-pixels"
+                )
+            frames = getattr(image, "n_frames", 1)
+            image.seek(0)
+            image.load()
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{path}: refused as a decompression bomb ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{path}: not an image Pillow can read") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated / corrupt data
+        raise InputError(f"{path}: cannot decode image ({exc})") from exc
+    record = {"format": image.format, "mode": image.mode, "size": [width, height]}
+    if frames > 1:
+        record["frames"] = frames
+        record["frame"] = 0
+    try:
+        oriented = ImageOps.exif_transpose(image)
+    except Exception:  # a corrupt EXIF block should not lose the picture itself
+        oriented = image
+    orientation = _exif_orientation(image)
+    if orientation not in (None, 1):
+        record["exif_orientation"] = orientation
+    return oriented, record
+
+
+def _exif_orientation(image) -> int | None:
+    try:
+        return image.getexif().get(0x0112)
+    except Exception:
+        return None
+
+
+def picture_array(image, channels: int) -> tuple[np.ndarray, dict]:
+    """Pixels as float32 [H, W, channels] on the 0..255 scale, from any Pillow mode.
+
+    16-bit and 32-bit integer images are scaled down to 0..255 (x / 257) rather than clipped.
+    """
+    mode = image.mode
+    record: dict = {}
+    if mode.startswith("I;16") or mode == "I" or mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        if mode != "F" and values.size and values.max() > 255:
+            values = values / 257.0
+            record["bit_depth"] = 16
+        values = values[..., np.newaxis]
+        if channels == 3:
+            values = np.repeat(values, 3, axis=2)
+        elif channels == 4:
+            alpha = np.full(values.shape[:2] + (1,), 255.0, dtype=np.float32)
+            values = np.concatenate([np.repeat(values, 3, axis=2), alpha], axis=2)
+        return values, record
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    target_mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    if image.mode != target_mode:
+        record["converted"] = f"{image.mode}->{target_mode}"
+        image = image.convert(target_mode)
+    values = np.asarray(image, dtype=np.float32)
+    if values.ndim == 2:
+        values = values[..., np.newaxis]
+    return values, record
+
+
+def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (Pillow's filter) of float [H, W, C] to ``size`` = (width, height)."""
+    from PIL import Image
+
+    if values.shape[1] == size[0] and values.shape[0] == size[1]:
+        return values
+    planes = [
+        np.asarray(Image.fromarray(values[..., c], mode="F").resize(size, Image.BILINEAR))
+        for c in range(values.shape[2])
+    ]
+    return np.stack(planes, axis=2)
+
+
+def _per_channel(values: tuple[float, ...] | None, channels: int, what: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    if len(values) == 1:
+        return np.full(channels, values[0], dtype=np.float64)
+    if len(values) != channels:
+        raise OptionError(
+            f"--{what} has {len(values)} values; the model takes {channels} channels "
+            "(give one value or one per channel)"
+        )
+    return np.asarray(values, dtype=np.float64)
+
+
+def load_image(path: Path, target: ModelInput, options):
+    from PIL import Image
+
+    from . import PreparedInput
+
+    shape = target.shape
+    if shape is None or len(shape) != 4:
+        raise InputError(
+            f"{path}: an image needs a rank-4 model input ([N,C,H,W] or [N,H,W,C]); input "
+            f"{target.name!r} has shape {list(shape) if shape else 'unknown'} "
+            "(feed a .npy tensor instead)"
+        )
+    layout = image_layout(target, options.layout)
+    channel_dim, height_dim, width_dim = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
+    channels = shape[channel_dim] if isinstance(shape[channel_dim], int) else 3
+    if channels not in (1, 3, 4):
+        raise InputError(
+            f"{path}: input {target.name!r} takes {channels} channels in layout {layout}; "
+            "images give 1, 3 or 4 (check --layout, or feed a .npy tensor)"
+        )
+    picture, record = open_picture(path, options.max_pixels)
+    values, convert_record = picture_array(picture, channels)
+    record.update(convert_record)
+
+    static = [shape[height_dim], shape[width_dim]]
+    if all(isinstance(d, int) and d > 0 for d in static):
+        size = (static[1], static[0])
+        record["resize_rule"] = "model"
+    elif options.size is not None:
+        size = options.size
+        record["resize_rule"] = "--size"
+    else:
+        size = (values.shape[1], values.shape[0])
+        record["resize_rule"] = "none"
+    if size != (values.shape[1], values.shape[0]):
+        values = _resize(values, size)
+        record["resized_to"] = [size[0], size[1]]
+        record["resample"] = "bilinear"
+
+    is_float_model = target.dtype is None or target.dtype.kind == "f"
+    preset = options.preset or ("unit" if is_float_model else "raw")
+    scale, offset = PRESET_AFFINE[preset]
+    mean = _per_channel(options.mean, channels, "mean")
+    std = _per_channel(options.std, channels, "std")
+    if preset == "imagenet":
+        imagenet_mean = np.asarray(IMAGENET_MEAN if channels != 1 else (np.mean(IMAGENET_MEAN),))
+        imagenet_std = np.asarray(IMAGENET_STD if channels != 1 else (np.mean(IMAGENET_STD),))
+        mean = mean if mean is not None else np.resize(imagenet_mean, channels)
+        std = std if std is not None else np.resize(imagenet_std, channels)
+    if std is not None and np.any(std == 0):
+        raise OptionError("--std values must not be 0")
+    # --mean/--std are in unit scale; carry them into the preset's scale so that
+    # value = (x * scale + offset - mean') / std' with mean' = mean*255*scale + offset.
+    model_mean = mean * 255 * scale + offset if mean is not None else np.zeros(channels)
+    model_std = std * 255 * scale if std is not None else np.ones(channels)
+    array = values.astype(np.float64) * scale + offset
+    array = (array - model_mean) / model_std
+    if options.bgr:
+        if channels < 3:
+            raise OptionError("--bgr needs a model with 3 or 4 input channels")
+        array[..., :3] = array[..., 2::-1].copy()
+    record.update(
+        {
+            "channels": channels,
+            "layout": layout,
+            "preset": preset,
+            "scale": scale,
+            "offset": offset,
+            "mean": [float(m) for m in model_mean],
+            "std": [float(s) for s in model_std],
+            "formula": "(x * scale + offset - mean) / std, x = pixel value 0..255",
+            "bgr": bool(options.bgr),
+        }
+    )
+    tensor = array[np.newaxis]  # [1, H, W, C]
+    if layout == "NCHW":
+        tensor = tensor.transpose(0, 3, 1, 2)
+    batch = shape[0]
+    if isinstance(batch, int) and batch > 1:  # a static batch: fill it with copies
+        tensor = np.repeat(tensor, batch, axis=0)
+        record["batch_copies"] = batch
+    dtype = target.dtype or np.dtype(np.float32)
+    if dtype.kind != "f":
+        rounded = np.rint(tensor)
+        info = np.iinfo(dtype) if dtype.kind in "iu" else None
+        if not np.allclose(rounded, tensor, atol=1e-6) or (
+            info is not None and (rounded.min() < info.min or rounded.max() > info.max)
+        ):
+            raise InputError(
+                f"{path}: input {target.name!r} is {dtype}; preset {preset!r} gives "
+                "values that are not exact integers in range (use --preset raw)"
+            )
+        tensor = rounded
+    tensor = np.ascontiguousarray(tensor.astype(dtype))
+    display = picture if picture.mode in ("RGB", "L") else _display_copy(picture)
+    display = display.convert("RGB")
+    if max(display.size) > OVERLAY_MAX_SIDE:
+        display = display.copy()
+        display.thumbnail((OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE), Image.BILINEAR)
+    return PreparedInput(
+        path=path, kind="image", array=tensor, preprocess=record, picture=display
+    )
+
+
+def _display_copy(picture):
+    """An 8-bit RGB view of pictures whose mode PIL cannot show directly (16-bit, float)."""
+    from PIL import Image
+
+    if picture.mode.startswith("I") or picture.mode == "F":
+        grey = np.asarray(picture, dtype=np.float32)
+        if grey.size and grey.max() > 255:
+            grey = grey / 257.0
+        return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8), mode="L")
+    return picture.convert("RGBA").convert("RGB")

@@ -1,0 +1,114 @@
+"""``.npy`` / ``.npz`` tensors: fed as they are, never unpickled."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..graph import ModelInput
+
+
+def read_tensor(path: Path) -> np.ndarray:
+    """Load a ``.npy`` file or a ``.npz`` holding exactly one array (``allow_pickle=False``)."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a tensor file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise InputError(
+                f"{path}: holds Python objects, not numbers (fmviz never unpickles)"
+            ) from exc
+        raise InputError(f"{path}: not a valid .npy/.npz file ({exc})") from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a valid .npy/.npz file ({exc})") from exc
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            names = list(loaded.files)
+            if len(names) != 1:
+                raise InputError(
+                    f"{path}: holds {len(names)} arrays ({', '.join(names[:5]) or 'none'}); "
+                    "fmviz needs exactly one"
+                )
+            try:
+                array = loaded[names[0]]
+            except ValueError as exc:
+                raise InputError(
+                    f"{path}: array {names[0]!r} holds Python objects (fmviz never unpickles)"
+                ) from exc
+            except Exception as exc:
+                raise InputError(f"{path}: cannot read array {names[0]!r} ({exc})") from exc
+    else:
+        array = loaded
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: dtype {array.dtype} is not numeric")
+    return array
+
+
+def fit_tensor(array: np.ndarray, target: ModelInput, path: Path) -> np.ndarray:
+    """Check ``array`` against the input's shape (batch dim optional) and cast it exactly."""
+    shape = target.shape
+    if shape is not None:
+        if array.ndim == len(shape) - 1:
+            array = array[np.newaxis]
+        if array.ndim != len(shape) or any(
+            isinstance(want, int) and want > 0 and want != got
+            for want, got in zip(shape, array.shape, strict=True)
+        ):
+            raise InputError(
+                f"{path}: tensor shape {list(array.shape)} does not fit input "
+                f"{target.name!r} {_format_shape(shape)}"
+            )
+    if array.size and array.dtype.kind == "f" and not np.isfinite(array).all():
+        count = int((~np.isfinite(array)).sum())
+        raise InputError(f"{path}: tensor holds {count} NaN or infinite values")
+    return cast_exactly(array, target.dtype, path)
+
+
+def cast_exactly(array: np.ndarray, dtype: np.dtype | None, path: Path) -> np.ndarray:
+    """Cast to ``dtype`` when nothing is lost.
+
+    Float-to-float narrowing (float64 to float32) is a precision change the model would make
+    anyway, so it is allowed as long as no value overflows; casts to or from integers must be
+    exact.
+    """
+    if dtype is None or array.dtype == dtype:
+        return np.ascontiguousarray(array)
+    with np.errstate(all="ignore"):
+        cast = array.astype(dtype)
+    if array.dtype.kind == "f" and dtype.kind == "f":
+        exact = bool(np.isfinite(cast).all()) if array.size else True
+    else:
+        exact = bool(np.array_equal(cast.astype(array.dtype), array))
+    if not exact:
+        raise InputError(
+            f"{path}: dtype {array.dtype} cannot be cast exactly to the model's {dtype}"
+        )
+    return np.ascontiguousarray(cast)
+
+
+def load_tensor_input(path: Path, target: ModelInput):
+    from . import PreparedInput
+
+    raw = read_tensor(path)
+    array = fit_tensor(raw, target, path)
+    return PreparedInput(
+        path=path,
+        kind="tensor",
+        array=array,
+        preprocess={
+            "source_shape": list(raw.shape),
+            "source_dtype": str(raw.dtype),
+            "batch_added": array.ndim != raw.ndim,
+            "cast": None if raw.dtype == array.dtype else f"{raw.dtype}->{array.dtype}",
+        },
+    )
+
+
+def _format_shape(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

@@ -1,0 +1,118 @@
+"""Atomic file writes and file names that cannot escape the output folder."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from .errors import OutputError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_CHARS = 120  # keeps NNN-<safe>.heatmap.png well under the 255-byte file-name limit
+
+
+def safe_name(name: str, max_chars: int = MAX_NAME_CHARS) -> str:
+    """Reduce a model-supplied name to ``[A-Za-z0-9._-]`` so it is one plain file-name part.
+
+    Runs of other characters (``/``, spaces, ...) become ``_``; leading dots are dropped so the
+    result is never ``.``, ``..`` or hidden; an empty result becomes ``layer``.
+    """
+    cleaned = _UNSAFE.sub("_", name).lstrip(".")
+    if len(cleaned) > max_chars:
+        cleaned = cleaned[:max_chars]
+    return cleaned or "layer"
+
+
+def _describe_os_error(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"{path}: no space left on device"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{path}: permission denied"
+    return f"{path}: cannot write ({exc.strerror or exc})"
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it into place only if the block succeeds.
+
+    On any failure (including KeyboardInterrupt) the temporary file is removed, so a final name
+    never holds a half-written file.
+    """
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:60]}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(_describe_os_error(path, exc)) from exc
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise OutputError(_describe_os_error(path, exc)) from exc
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_with(path: Path, writer: Callable[[IO], None]) -> None:
+    """Let ``writer`` fill a binary file handle, then rename the result into place."""
+    with atomic_open(path, "wb") as handle:
+        writer(handle)
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (and parents); a clear error if it is a file or cannot be created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(_describe_os_error(path, exc)) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: folder is not writable")
+    return path
+
+
+def inside(root: Path, candidate: Path) -> bool:
+    """True when ``candidate`` resolves to ``root`` or somewhere below it."""
+    root = Path(os.path.realpath(root))
+    candidate = Path(os.path.realpath(candidate))
+    return candidate == root or root in candidate.parents
+
+
+class StemAllocator:
+    """Gives each input its own sub-folder name; a repeated stem gets ``-2``, ``-3``, ..."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+
+    def allocate(self, stem: str) -> str:
+        base = safe_name(stem) if stem else "input"
+        name, n = base, 1
+        while name.lower() in self._used:  # case-insensitive: safe on macOS/Windows filesystems
+            n += 1
+            name = f"{base}-{n}"
+        self._used.add(name.lower())
+        return name

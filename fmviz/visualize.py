@@ -1,0 +1,213 @@
+"""``fmviz run``: capture one input's maps and write its PNGs, arrays and manifest."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, render
+from .errors import OptionError
+from .graph import Layer
+from .inputs import InputOptions
+from .io import StemAllocator, atomic_write_text, atomic_write_with, ensure_dir, safe_name
+from .model import Capture, Model
+from .stats import summarize
+
+MANIFEST_SCHEMA = "fmviz/run/1"
+NORMALIZE_MODES = ("channel", "layer")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How maps become pictures (the CLI's rendering options)."""
+
+    normalize: str = "channel"
+    clip: float | None = None
+    cmap: str | None = None  # None: magma, or RdBu_r centred on 0 for maps with negatives
+    max_channels: int = 256
+    alpha: float = 0.5
+
+    def validate(self) -> None:
+        if self.normalize not in NORMALIZE_MODES:
+            raise OptionError(f"--normalize {self.normalize!r}: choose channel or layer")
+        if self.clip is not None and not 0 <= self.clip < 50:
+            raise OptionError(f"--clip {self.clip}: must be at least 0 and below 50")
+        if self.max_channels < 1:
+            raise OptionError(f"--max-channels {self.max_channels}: must be at least 1")
+        if not 0 <= self.alpha <= 1:
+            raise OptionError(f"--alpha {self.alpha}: must be between 0 and 1")
+        if self.cmap is not None:
+            render.colormap_lut(self.cmap)  # unknown names fail now, before any work
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out: Path = Path("fmviz-out")
+    patterns: tuple[str, ...] = ()
+    stage: str = "post"
+    render: RenderOptions = field(default_factory=RenderOptions)
+    inputs: InputOptions = field(default_factory=InputOptions)
+    save_arrays: bool = False
+
+
+def run(
+    model: Model,
+    paths: Sequence[str | Path],
+    options: RunOptions,
+    notify: Callable[[str], None] = lambda message: None,
+) -> Iterator[tuple[Path, dict]]:
+    """Visualise each input in turn; yields its folder and manifest once all is written."""
+    options.render.validate()
+    layers = model.select(options.patterns, options.stage)
+    out = ensure_dir(options.out)
+    stems = StemAllocator()
+    for path in paths:
+        capture = model.capture(path, layers, options.stage, options.inputs)
+        for notice in capture.notices:
+            notify(notice)
+        folder = ensure_dir(out / stems.allocate(Path(path).stem))
+        yield folder, write_outputs(model, capture, folder, options)
+
+
+def layer_file_stem(layer: Layer) -> str:
+    return f"{layer.index:03d}-{safe_name(layer.name)}"
+
+
+def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOptions) -> dict:
+    """Write every layer's pictures, the arrays and the manifest for one capture."""
+    started = time.perf_counter()
+    stems = _unique_stems(capture.layers)
+    # Layers render independently; numpy and Pillow's encoder release the GIL for the heavy
+    # parts, so a small pool keeps both cores busy on large models.
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        entries = list(
+            pool.map(
+                lambda layer: _layer_entry(layer, capture, folder, stems[layer.index], options),
+                capture.layers,
+            )
+        )
+    rendered = time.perf_counter()
+    if options.save_arrays:
+        arrays = {layer.tensor(capture.stage): capture.maps[layer.index] for layer in capture.layers}
+        atomic_write_with(folder / "arrays.npz", lambda handle: _save_npz(handle, arrays))
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "fmviz": __version__,
+        "model": model.graph.to_json(),
+        "input": {
+            "path": str(capture.input.path),
+            "kind": capture.input.kind,
+            "tensor_shape": list(capture.input.array.shape),
+            "tensor_dtype": str(capture.input.array.dtype),
+            "preprocess": capture.input.preprocess,
+            "feeds": capture.feeds,
+        },
+        "providers": capture.providers,
+        "stage": capture.stage,
+        "render": {
+            "normalize": options.render.normalize,
+            "clip": options.render.clip,
+            "cmap": options.render.cmap,
+            "max_channels": options.render.max_channels,
+            "alpha": options.render.alpha,
+        },
+        "layers": entries,
+        "files": {"arrays": "arrays.npz"} if options.save_arrays else {},
+        "timings_ms": {
+            **{k: round(v, 3) for k, v in capture.timings_ms.items()},
+            "render": round((rendered - started) * 1000, 3),
+        },
+    }
+    manifest["timings_ms"]["write"] = round((time.perf_counter() - started) * 1000, 3)
+    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1, allow_nan=False))
+    return manifest
+
+
+def _save_npz(handle, arrays: dict[str, np.ndarray]) -> None:
+    # np.savez writes the keys as member names of a zip file; any string is allowed there.
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(a, dtype=np.float32) for name, a in arrays.items()})
+    handle.write(buffer.getbuffer())
+
+
+def _unique_stems(layers: Sequence[Layer]) -> dict[int, str]:
+    # The index prefix already makes names unique; this only guards against case-insensitive
+    # file systems seeing two cleaned names as one.
+    stems: dict[int, str] = {}
+    seen: set[str] = set()
+    for layer in layers:
+        stem = layer_file_stem(layer)
+        while stem.lower() in seen:
+            stem += "_"
+        seen.add(stem.lower())
+        stems[layer.index] = stem
+    return stems
+
+
+def _layer_entry(
+    layer: Layer, capture: Capture, folder: Path, stem: str, options: RunOptions
+) -> dict:
+    array = capture.maps[layer.index]
+    stats, channel_stats = summarize(array)
+    entry = {
+        "index": layer.index,
+        "name": layer.name,
+        "op": layer.op,
+        "tensor": layer.tensor(capture.stage),
+        "stage": capture.stage,
+        "activation": layer.activation_at(capture.stage),
+        "shape": list(array.shape),
+        "channels": int(array.shape[1]) if array.ndim >= 2 else 1,
+    }
+    entry.update(render_layer(array, capture, folder, stem, options.render))
+    entry["stats"] = stats
+    entry["channel_stats"] = channel_stats
+    return entry
+
+
+def render_layer(
+    array: np.ndarray, capture: Capture, folder: Path, stem: str, options: RenderOptions
+) -> dict:
+    """Write one layer's pictures; returns the manifest fields describing them."""
+    first = np.asarray(array[0]) if array.ndim >= 2 else np.asarray(array).reshape(1, -1)
+    view: dict = {}
+    if first.ndim == 2:  # [C, L]: a 1-D convolution
+        from .series_view import render_series
+
+        return render_series(first, capture, folder, stem, options)
+    if first.ndim == 1:  # [N, C] outputs: one value per channel, drawn as a one-row strip
+        first = first.reshape(1, 1, -1)
+        view["view"] = "strip"
+    elif first.ndim > 3:  # 3-D convolutions [C, D, H, W]: max projection over depth
+        first = first.max(axis=tuple(range(1, first.ndim - 2)))
+        view["view"] = "max-projection over depth"
+    maps = first
+    channels = render.strongest_channels(maps, options.max_channels)
+    has_negative = bool(np.nanmin(np.where(np.isfinite(maps), maps, 0)) < 0) if maps.size else False
+    cmap = options.cmap or render.default_cmap(has_negative)
+    centred = has_negative and render.is_diverging(cmap)
+    tiles = render.make_tiles(maps, channels, options.normalize, options.clip, centred=centred)
+    files = {"grid": f"{stem}.grid.png", "heatmap": f"{stem}.heatmap.png"}
+    render.save_png(render.grid_image(tiles), folder / files["grid"])
+    render.save_png(render.heatmap_image(tiles, cmap, options.normalize), folder / files["heatmap"])
+    if capture.input.picture is not None and view.get("view") is None:
+        files["overlay"] = f"{stem}.overlay.png"
+        overlay = render.overlay_image(maps, capture.input.picture, options.alpha)
+        render.save_png(overlay, folder / files["overlay"])
+    return {
+        "shown_channels": [int(c) for c in channels],
+        "files": files,
+        "cmap": cmap,
+        "grid": tiles.layout.to_json(),
+        "ranges": [[float(lo), float(hi)] for lo, hi in tiles.ranges],
+        **view,
+    }
