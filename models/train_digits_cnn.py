@@ -1,0 +1,211 @@
+"""Train a small 2-D CNN on scikit-learn's bundled digits and export it to ONNX.
+
+    pip install torch==2.13.0 scikit-learn onnx onnxruntime pillow numpy
+    python models/train_digits_cnn.py
+
+Writes ``digits_cnn.onnx`` next to this file. Rerunnable; deterministic (fixed
+seeds, single-threaded CPU training).
+
+Preprocessing is exactly what ``fmviz run`` does to an 8x8 greyscale PNG such as
+``samples/digit-3.png`` with the default ``--preset unit``:
+
+    8x8 digit (values 0..16) -> uint8 round(v*255/16) -> PIL 'L' image
+    -> Image.resize((32, 32), Image.BILINEAR) -> float32 x/255, shape [1, 32, 32]
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "digits_cnn.onnx")
+SEED = 0
+SIZE = 32
+EPOCHS = 30
+OPSET = 17
+
+
+def seed_everything(seed: int = SEED) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+
+
+def digit_to_uint8(img8x8: np.ndarray) -> np.ndarray:
+    """load_digits values 0..16 -> uint8 0..255 (what samples/digit-*.png hold)."""
+    return np.round(np.asarray(img8x8, dtype=np.float64) * 255.0 / 16.0).astype(np.uint8)
+
+
+def preprocess(img8x8: np.ndarray) -> np.ndarray:
+    """One digit -> float32 [1, 32, 32], identical to fmviz's PNG path."""
+    pil = Image.fromarray(digit_to_uint8(img8x8), mode="L")
+    pil = pil.resize((SIZE, SIZE), Image.BILINEAR)
+    return (np.asarray(pil, dtype=np.float32) / 255.0)[None, :, :]
+
+
+class ConvBNAct(nn.Module):
+    """Conv -> BatchNorm -> activation; ONNX node names become /features/<block>/conv/Conv etc."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1,
+                 act: type[nn.Module] = nn.ReLU) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups,
+                              bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.act = act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class DigitsCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential()
+        self.features.add_module("block1", ConvBNAct(1, 16))                    # 16x32x32
+        self.features.add_module("block2", ConvBNAct(16, 32, stride=2))         # 32x16x16
+        self.features.add_module("dw3", ConvBNAct(32, 32, groups=32))           # depthwise 32x16x16
+        self.features.add_module("pw3", ConvBNAct(32, 64, k=1, act=nn.SiLU))    # pointwise 64x16x16
+        self.features.add_module("block4", ConvBNAct(64, 64, stride=2))         # 64x8x8
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = self.pool(x)
+        x = torch.flatten(x, 1)
+        return self.head(x)
+
+
+def augment(x: torch.Tensor) -> torch.Tensor:
+    """Random shifts of up to 2 pixels (training only)."""
+    pad = F.pad(x, (2, 2, 2, 2))
+    n = x.shape[0]
+    dx = torch.randint(0, 5, (n,))
+    dy = torch.randint(0, 5, (n,))
+    return torch.stack([pad[i, :, dy[i]:dy[i] + SIZE, dx[i]:dx[i] + SIZE] for i in range(n)])
+
+
+def strip_identities(model: onnx.ModelProto) -> None:
+    """Remove Identity nodes that only alias an initializer (TorchScript exporter quirk)."""
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    outputs = {o.name for o in g.output}
+    for node in list(g.node):
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
+            src, dst = node.input[0], node.output[0]
+            for other in g.node:
+                for j, name in enumerate(other.input):
+                    if name == dst:
+                        other.input[j] = src
+            g.node.remove(node)
+
+
+def _export(model: nn.Module, f: io.BytesIO) -> None:
+    torch.onnx.export(
+        model, (torch.zeros(1, 1, SIZE, SIZE),), f,
+        dynamo=False,
+        # PRESERVE keeps BatchNormalization as separate nodes (eval mode, running stats).
+        training=torch.onnx.TrainingMode.PRESERVE,
+        do_constant_folding=True,
+        input_names=["input"], output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=OPSET,
+    )
+
+
+def export(model: nn.Module, path: str) -> onnx.ModelProto:
+    model.eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # The legacy TorchScript exporter is used on purpose (it keeps BatchNormalization
+        # nodes with training=PRESERVE); its constant-folding warning is about models in
+        # training mode, and this one is in eval mode.
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*constant folding be turned off.*")
+        _export(model, buf)
+    proto = onnx.load_from_string(buf.getvalue())
+    strip_identities(proto)
+    if proto.ir_version > 8:
+        proto.ir_version = 8  # onnxruntime 1.31 refuses ir_version 14
+    proto.producer_name = "fmviz models/train_digits_cnn.py"
+    proto.doc_string = ("Digits CNN (sklearn load_digits). Input: greyscale 32x32, x/255 "
+                        "(8x8 digit scaled by 255/16, PIL bilinear resize).")
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save_model(proto, path, save_as_external_data=False)
+    return proto
+
+
+def main() -> int:
+    seed_everything()
+    digits = load_digits()
+    idx = np.arange(len(digits.target))
+    tr_idx, te_idx = train_test_split(idx, test_size=0.25, random_state=SEED,
+                                      stratify=digits.target)
+    X = np.stack([preprocess(im) for im in digits.images])
+    y = digits.target.astype(np.int64)
+    Xtr, ytr = torch.from_numpy(X[tr_idx]), torch.from_numpy(y[tr_idx])
+    Xte, yte = torch.from_numpy(X[te_idx]), torch.from_numpy(y[te_idx])
+    print(f"train {len(tr_idx)}  test {len(te_idx)}")
+
+    model = DigitsCNN()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=3e-3, total_steps=EPOCHS * ((len(tr_idx) + 63) // 64))
+    gen = torch.Generator().manual_seed(SEED)
+    for epoch in range(EPOCHS):
+        model.train()
+        perm = torch.randperm(len(tr_idx), generator=gen)
+        total = 0.0
+        for s in range(0, len(perm), 64):
+            b = perm[s:s + 64]
+            loss = F.cross_entropy(model(augment(Xtr[b])), ytr[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(b)
+        model.eval()
+        with torch.no_grad():
+            acc = (model(Xte).argmax(1) == yte).float().mean().item()
+        print(f"epoch {epoch + 1:2d}  loss {total / len(tr_idx):.4f}  test acc {acc:.4f}")
+
+    model.eval()
+    with torch.no_grad():
+        ref = model(Xte).numpy()
+    torch_acc = float((ref.argmax(1) == yte.numpy()).mean())
+
+    proto = export(model, OUT)
+    sess = ort.InferenceSession(OUT, providers=["CPUExecutionProvider"])
+    got = sess.run(["logits"], {"input": Xte.numpy()})[0]
+    diff = float(np.abs(got - ref).max())
+    ort_acc = float((got.argmax(1) == yte.numpy()).mean())
+    print(f"torch test acc {torch_acc:.4f}  onnxruntime test acc {ort_acc:.4f}  "
+          f"max|ort-torch| {diff:.2e}")
+    print(f"wrote {OUT} ({os.path.getsize(OUT)} bytes), opset {OPSET}, "
+          f"ir_version {proto.ir_version}")
+    print("nodes:", ", ".join(f"{n.op_type}:{n.name}" for n in proto.graph.node))
+    if diff >= 1e-4:
+        print("ERROR: onnxruntime and torch disagree", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
