@@ -15,14 +15,11 @@ Preprocessing is exactly what ``fmviz run`` does to an 8x8 greyscale PNG such as
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import sys
-import warnings
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 import torch.nn as nn
@@ -31,12 +28,13 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from _onnx_export import OPSET, describe, export_onnx
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "digits_cnn.onnx")
 SEED = 0
 SIZE = 32
 EPOCHS = 30
-OPSET = 17
 
 
 def seed_everything(seed: int = SEED) -> None:
@@ -102,56 +100,6 @@ def augment(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([pad[i, :, dy[i]:dy[i] + SIZE, dx[i]:dx[i] + SIZE] for i in range(n)])
 
 
-def strip_identities(model: onnx.ModelProto) -> None:
-    """Remove Identity nodes that only alias an initializer (TorchScript exporter quirk)."""
-    g = model.graph
-    inits = {i.name for i in g.initializer}
-    outputs = {o.name for o in g.output}
-    for node in list(g.node):
-        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
-            src, dst = node.input[0], node.output[0]
-            for other in g.node:
-                for j, name in enumerate(other.input):
-                    if name == dst:
-                        other.input[j] = src
-            g.node.remove(node)
-
-
-def _export(model: nn.Module, f: io.BytesIO) -> None:
-    torch.onnx.export(
-        model, (torch.zeros(1, 1, SIZE, SIZE),), f,
-        dynamo=False,
-        # PRESERVE keeps BatchNormalization as separate nodes (eval mode, running stats).
-        training=torch.onnx.TrainingMode.PRESERVE,
-        do_constant_folding=True,
-        input_names=["input"], output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=OPSET,
-    )
-
-
-def export(model: nn.Module, path: str) -> onnx.ModelProto:
-    model.eval()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # The legacy TorchScript exporter is used on purpose (it keeps BatchNormalization
-        # nodes with training=PRESERVE); its constant-folding warning is about models in
-        # training mode, and this one is in eval mode.
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", message=".*constant folding be turned off.*")
-        _export(model, buf)
-    proto = onnx.load_from_string(buf.getvalue())
-    strip_identities(proto)
-    if proto.ir_version > 8:
-        proto.ir_version = 8  # onnxruntime 1.31 refuses ir_version 14
-    proto.producer_name = "fmviz models/train_digits_cnn.py"
-    proto.doc_string = ("Digits CNN (sklearn load_digits). Input: greyscale 32x32, x/255 "
-                        "(8x8 digit scaled by 255/16, PIL bilinear resize).")
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save_model(proto, path, save_as_external_data=False)
-    return proto
-
-
 def main() -> int:
     seed_everything()
     digits = load_digits()
@@ -191,7 +139,15 @@ def main() -> int:
         ref = model(Xte).numpy()
     torch_acc = float((ref.argmax(1) == yte.numpy()).mean())
 
-    proto = export(model, OUT)
+    proto = export_onnx(
+        model, torch.zeros(1, 1, SIZE, SIZE), OUT,
+        producer="fmviz models/train_digits_cnn.py",
+        doc=("Digits CNN trained on scikit-learn load_digits(). Input: greyscale 32x32, x/255 "
+             "(8x8 digit scaled by 255/16 to uint8, PIL bilinear resize). Output: logits "
+             "for the digits 0..9."),
+        metadata={"labels": ",".join(str(d) for d in range(10)),
+                  "test_accuracy": f"{torch_acc:.4f}"},
+    )
     sess = ort.InferenceSession(OUT, providers=["CPUExecutionProvider"])
     got = sess.run(["logits"], {"input": Xte.numpy()})[0]
     diff = float(np.abs(got - ref).max())
@@ -200,7 +156,7 @@ def main() -> int:
           f"max|ort-torch| {diff:.2e}")
     print(f"wrote {OUT} ({os.path.getsize(OUT)} bytes), opset {OPSET}, "
           f"ir_version {proto.ir_version}")
-    print("nodes:", ", ".join(f"{n.op_type}:{n.name}" for n in proto.graph.node))
+    print("nodes:", describe(proto))
     if diff >= 1e-4:
         print("ERROR: onnxruntime and torch disagree", file=sys.stderr)
         return 1
