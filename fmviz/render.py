@@ -79,8 +79,23 @@ _LABEL_X = _BAR_X + _BAR_WIDTH + 6
 _CHUNK_VALUES = 1 << 20
 
 _DIVERGING = frozenset(
-    "PiYG PRGn BrBG PuOr RdGy RdBu RdYlBu RdYlGn Spectral coolwarm bwr seismic "
-    "berlin managua vanimo".split()
+    [
+        "PiYG",
+        "PRGn",
+        "BrBG",
+        "PuOr",
+        "RdGy",
+        "RdBu",
+        "RdYlBu",
+        "RdYlGn",
+        "Spectral",
+        "coolwarm",
+        "bwr",
+        "seismic",
+        "berlin",
+        "managua",
+        "vanimo",
+    ]
 )
 
 
@@ -165,7 +180,7 @@ def _finite_abs_mean(flat: np.ndarray) -> np.ndarray:
     finite = np.isfinite(flat)
     if finite.all():
         return np.abs(flat).mean(axis=1, dtype=np.float64)
-    absval = np.where(finite, np.abs(np.where(finite, flat, 0)), 0)
+    absval = np.abs(np.where(finite, flat, 0))
     counts = finite.sum(axis=1)
     sums = absval.sum(axis=1, dtype=np.float64)
     return np.divide(sums, counts, out=np.zeros(len(sums)), where=counts > 0)
@@ -245,10 +260,12 @@ def _ranges(
         elif clip is None:
             lo, hi = float(values.min()), float(values.max())
         else:
-            lo, hi = (float(v) for v in np.percentile(values.astype(np.float64), [clip, 100 - clip]))
+            lo, hi = (
+                float(v) for v in np.percentile(values.astype(np.float64), [clip, 100 - clip])
+            )
         if centred:
             m = max(abs(lo), abs(hi))
-            lo, hi = -m, m
+            lo, hi = 0.0 - m, m  # 0.0 - m: a zero range is (0, 0), not (-0, 0)
         return np.tile(np.array([[lo, hi]], dtype=np.float64), (n, 1))
 
     if clip is None:
@@ -277,7 +294,7 @@ def _ranges(
     hi[empty] = 0.0
     if centred:
         m = np.maximum(np.abs(lo), np.abs(hi))
-        lo, hi = -m, m
+        lo, hi = 0.0 - m, m
     return np.stack([lo, hi], axis=1)
 
 
@@ -479,7 +496,7 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
 
     image = _p_image(canvas, _palette(lut))
     draw = ImageDraw.Draw(image)
-    draw.fontmode = "1"  # no anti-aliasing: on a palette image it would invent indices
+    draw.fontmode = "1"  # Pillow's default for "P"; anti-aliasing would invent indices
     font = ImageFont.load_default()
     draw.rectangle(
         (bar_x - 1, bar_top - 1, bar_x + _BAR_WIDTH, bar_bottom), outline=TEXT
@@ -525,7 +542,7 @@ def overlay_image(
         raise ValueError(f"maps must be [C, H, W], got shape {arr.shape}")
     lut = colormap_lut(cmap)
     finite = np.isfinite(arr)
-    absval = np.abs(arr) if finite.all() else np.where(finite, np.abs(np.where(finite, arr, 0)), 0)
+    absval = np.abs(arr) if finite.all() else np.abs(np.where(finite, arr, 0))
     energy = absval.mean(axis=0, dtype=np.float64)
     peak = float(energy.max()) if energy.size else 0.0
     energy = energy / peak if peak > 0 else np.zeros_like(energy)

@@ -16,7 +16,7 @@ import numpy as np
 from . import __version__, render
 from .errors import OptionError
 from .graph import Layer
-from .inputs import InputOptions
+from .inputs import InputOptions, check_input_path
 from .io import StemAllocator, atomic_write_text, atomic_write_with, ensure_dir, safe_name
 from .model import Capture, Model
 from .stats import summarize
@@ -67,6 +67,8 @@ def run(
     """Visualise each input in turn; yields its folder and manifest once all is written."""
     options.render.validate()
     layers = model.select(options.patterns, options.stage)
+    for path in paths:  # fail on a mistyped path before anything is written
+        check_input_path(path)
     out = ensure_dir(options.out)
     stems = StemAllocator()
     for path in paths:
@@ -168,14 +170,19 @@ def _layer_entry(
         "shape": list(array.shape),
         "channels": int(array.shape[1]) if array.ndim >= 2 else 1,
     }
-    entry.update(render_layer(array, capture, folder, stem, options.render))
+    entry.update(render_layer(array, layer, capture, folder, stem, options.render))
     entry["stats"] = stats
     entry["channel_stats"] = channel_stats
     return entry
 
 
 def render_layer(
-    array: np.ndarray, capture: Capture, folder: Path, stem: str, options: RenderOptions
+    array: np.ndarray,
+    layer: Layer,
+    capture: Capture,
+    folder: Path,
+    stem: str,
+    options: RenderOptions,
 ) -> dict:
     """Write one layer's pictures; returns the manifest fields describing them."""
     first = np.asarray(array[0]) if array.ndim >= 2 else np.asarray(array).reshape(1, -1)
@@ -183,7 +190,7 @@ def render_layer(
     if first.ndim == 2:  # [C, L]: a 1-D convolution
         from .series_view import render_series
 
-        return render_series(first, capture, folder, stem, options)
+        return render_series(first, layer, capture, folder, stem, options)
     if first.ndim == 1:  # [N, C] outputs: one value per channel, drawn as a one-row strip
         first = first.reshape(1, 1, -1)
         view["view"] = "strip"

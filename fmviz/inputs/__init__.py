@@ -88,9 +88,13 @@ def primary_input(inputs: list[ModelInput], name: str | None = None) -> ModelInp
     raise ModelError("the model has no numeric input of rank >= 2 to feed (name one with --input)")
 
 
-def load_input(path: str | Path, target: ModelInput, options: InputOptions) -> PreparedInput:
-    """Read one input file and prepare it for ``target``, by its kind."""
+def check_input_path(path: str | Path) -> str:
+    """The kind of an input file; an :class:`InputError` if it is missing or of no known kind."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an input file")
     kind = input_kind(path)
     if kind is None:
         raise InputError(
@@ -98,10 +102,13 @@ def load_input(path: str | Path, target: ModelInput, options: InputOptions) -> P
             f"(images: {' '.join(IMAGE_EXTENSIONS)}; series: {' '.join(SERIES_EXTENSIONS)}; "
             f"tensors: {' '.join(TENSOR_EXTENSIONS)})"
         )
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an input file")
+    return kind
+
+
+def load_input(path: str | Path, target: ModelInput, options: InputOptions) -> PreparedInput:
+    """Read one input file and prepare it for ``target``, by its kind."""
+    path = Path(path)
+    kind = check_input_path(path)
     if kind == "image":
         from .images import load_image
 
