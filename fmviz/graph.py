@@ -370,12 +370,13 @@ def find_layers(
             continue
         pre = node.output[0]
         channels = _out_channels(node, index, shapes.get(pre))
-        post, activation = follow_activation(pre, index, channels)
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         kernel = attrs.get("kernel_shape")
         if kernel is None:
-            weight = index.constant(_weight_name(node))
-            kernel = weight.shape[2:] if weight is not None and weight.ndim > 2 else None
+            weight = index.constants.get(_weight_name(node))  # dims only: no weight copy
+            kernel = tuple(weight.dims[2:]) if weight is not None and len(weight.dims) > 2 else None
+        spatial_rank = len(kernel) if kernel is not None else None
+        post, activation = follow_activation(pre, index, channels, spatial_rank)
         stride = attrs.get("strides")
         if stride is None and kernel is not None:
             stride = (1,) * len(kernel)
@@ -416,7 +417,10 @@ def _out_channels(node: onnx.NodeProto, index: _GraphIndex, shape: tuple | None)
 
 
 def follow_activation(
-    tensor: str, index: _GraphIndex, channels: int | None = None
+    tensor: str,
+    index: _GraphIndex,
+    channels: int | None = None,
+    spatial_rank: int | None = None,
 ) -> tuple[str, str | None]:
     """From a conv output, follow per-channel affine steps to one activation.
 
@@ -434,7 +438,7 @@ def follow_activation(
         node = users[0]
         if node.op_type in ACTIVATION_OPS and node.input and node.input[0] == current:
             return node.output[0], _activation_name(node, index)
-        if _is_affine_step(node, current, index, channels):
+        if _is_affine_step(node, current, index, channels, spatial_rank):
             current = node.output[0]
             continue
         return current, None
@@ -442,7 +446,11 @@ def follow_activation(
 
 
 def _is_affine_step(
-    node: onnx.NodeProto, tensor: str, index: _GraphIndex, channels: int | None
+    node: onnx.NodeProto,
+    tensor: str,
+    index: _GraphIndex,
+    channels: int | None,
+    spatial_rank: int | None = None,
 ) -> bool:
     if not node.output or not node.output[0]:
         return False
@@ -461,8 +469,24 @@ def _is_affine_step(
         if value is None:
             return False
         # per-channel: a scalar, or one value per channel laid along axis 1
-        return value.size == 1 or (channels is not None and value.size == channels)
+        return value.size == 1 or _broadcasts_per_channel(value.shape, channels, spatial_rank)
     return False
+
+
+def _broadcasts_per_channel(
+    shape: tuple[int, ...], channels: int | None, spatial_rank: int | None
+) -> bool:
+    """True when a constant of ``shape`` lines up with axis 1 of an [N, C, *spatial] map.
+
+    Broadcasting aligns shapes from the right, so a ``[C]`` constant would scale the last
+    spatial axis, not the channels: it must be ``[C, 1, 1]`` (or ``[1, C, 1, 1]``) for 2-D maps.
+    """
+    if channels is None or spatial_rank is None:
+        return False
+    dims = list(shape)
+    while dims and dims[0] == 1 and len(dims) > spatial_rank + 1:
+        dims.pop(0)  # leading 1s (the batch axis) do not matter
+    return dims == [channels] + [1] * spatial_rank
 
 
 def _activation_name(node: onnx.NodeProto, index: _GraphIndex) -> str:
@@ -509,13 +533,15 @@ def _match_gated(
     out = join_a.output[0]
     if name in _ABSORB_AFTER and not identity_ops and gate_ops[-1] not in ("Div", "Mul"):
         following = index.users(out)
-        if (
-            len(following) == 1
-            and following[0].op_type in ("Mul", "Div")
-            and following[0].input[0] == out
-            and index.is_constant(following[0].input[1])
-        ):
-            out = following[0].output[0]
+        if len(following) == 1 and len(following[0].input) == 2:
+            step = following[0]
+            first, second = step.input
+            if (step.op_type == "Div" and first == out and index.is_constant(second)) or (
+                step.op_type == "Mul"  # 0.5 * y is as common as y * 0.5
+                and out in (first, second)
+                and index.is_constant(second if first == out else first)
+            ):
+                out = step.output[0]
     return out, name
 
 
@@ -586,6 +612,10 @@ def select_layers(layers: Sequence[Layer], patterns: Sequence[str], stage: str) 
             if matcher(layer.name) or matcher(layer.tensor(stage)) or matcher(layer.pre_tensor)
         ]
         if not hits:
+            if not layers:
+                raise OptionError(
+                    f"--layers {pattern!r} matches no layer: the model has no reachable layer"
+                )
             sample = ", ".join(repr(layer.name) for layer in layers[:5])
             more = f" (and {len(layers) - 5} more)" if len(layers) > 5 else ""
             raise OptionError(
