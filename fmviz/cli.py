@@ -279,11 +279,16 @@ def layers(model: str, stage: str, as_json: bool, debug: bool) -> None:
     help="Overlay opacity at the strongest activation.",
 )
 @click.option("--save-arrays", is_flag=True, help="Also write arrays.npz (float32, by tensor).")
+@click.option(
+    "--html",
+    is_flag=True,
+    help="Also write index.html: a self-contained page to browse the layers (no network).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print each manifest as one JSON line.")
 @click.option("--quiet", "-q", is_flag=True, help="No notices on stderr.")
 @debug_option
 def run(model, inputs, out, patterns, stage, providers, threads, normalize, clip, cmap,
-        max_channels, alpha, save_arrays, as_json, quiet, debug, **kwargs) -> None:
+        max_channels, alpha, save_arrays, html, as_json, quiet, debug, **kwargs) -> None:
     """Write feature-map pictures and a manifest for each INPUT.
 
     INPUT is an image, a series (.csv .tsv .wav) or a tensor (.npy .npz); '-' reads paths from
@@ -309,8 +314,11 @@ def run(model, inputs, out, patterns, stage, providers, threads, normalize, clip
         ),
         inputs=input_opts,
         save_arrays=save_arrays,
+        html=html,
     )
     paths = _expand_stdin(inputs)
+    if not paths:
+        raise click.UsageError("no input paths were given (stdin was empty)")
     opened = _open_model(model, providers, threads)
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
     for folder, manifest in run_inputs(opened, paths, options, notify=notify):

@@ -187,19 +187,67 @@ def load_model(path: str | os.PathLike) -> ModelGraph:
         raise ModelError(f"{path}: not an ONNX model (cannot parse it as protobuf)") from exc
     if not proto.HasField("graph") or not proto.opset_import or proto.ir_version <= 0:
         raise ModelError(f"{path}: not an ONNX model (no graph, opset or IR version)")
+    bad = _non_text_string(proto)
+    if bad is not None:  # protobuf hands invalid UTF-8 in a string field back as bytes
+        raise ModelError(f"{path}: not a valid ONNX model (a name is not UTF-8 text: {bad[:40]!r})")
     _load_external_data(proto, path)
     sha256 = hashlib.sha256(data).hexdigest()
     del data
-    shapes = _infer_shapes(proto)
-    layers = find_layers(proto, shapes)
+    try:
+        shapes = _infer_shapes(proto)
+        layers = find_layers(proto, shapes)
+        inputs = _model_inputs(proto, shapes)
+        unreachable = find_unreachable(proto.graph)
+    except Exception as exc:
+        # A malformed graph (an attribute of the wrong type, an unknown element type, ...) can
+        # trip the analysis anywhere. When onnx's checker confirms the model is invalid, that
+        # is the user's error and the checker says why; otherwise it is a bug in fmviz.
+        reason = _checker_reason(proto)
+        if reason is None:
+            raise
+        raise ModelError(f"{path}: not a valid ONNX model ({reason})") from exc
     return ModelGraph(
         path=path,
         proto=proto,
         sha256=sha256,
-        inputs=_model_inputs(proto, shapes),
+        inputs=inputs,
         layers=layers,
-        unreachable=find_unreachable(proto.graph),
+        unreachable=unreachable,
     )
+
+
+def _checker_reason(proto: onnx.ModelProto) -> str | None:
+    """The first line of onnx.checker's complaint about ``proto``, or None if it passes."""
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # ValidationError, or anything the checker trips on itself
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return lines[0] if lines else type(exc).__name__
+    return None
+
+
+def _non_text_string(message) -> bytes | None:
+    """The first string field (names, op types, domains, ... at any depth) that is not valid
+    UTF-8, else None. Tensor data are bytes or numbers and are not visited."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in message.ListFields():
+        if field.type not in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE):
+            continue
+        repeated = (
+            field.is_repeated
+            if hasattr(field, "is_repeated")
+            else field.label == FieldDescriptor.LABEL_REPEATED
+        )
+        for item in value if repeated else (value,):
+            if field.type == FieldDescriptor.TYPE_STRING:
+                if not isinstance(item, str):
+                    return bytes(item)
+            else:
+                found = _non_text_string(item)
+                if found is not None:
+                    return found
+    return None
 
 
 def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:

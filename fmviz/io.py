@@ -29,11 +29,25 @@ def safe_name(name: str, max_chars: int = MAX_NAME_CHARS) -> str:
     return cleaned or "layer"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; outputs get the usual 0o666 & ~umask.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 def _describe_os_error(path: Path, exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return f"{path}: no space left on device"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if exc.errno == errno.EROFS:
+        return f"{path}: read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
         return f"{path}: permission denied"
+    if exc.errno == errno.ENOTDIR:
+        return f"{path}: cannot write (part of the path is a file, not a folder)"
     return f"{path}: cannot write ({exc.strerror or exc})"
 
 
@@ -52,6 +66,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except OSError as exc:
         _unlink_quietly(tmp)

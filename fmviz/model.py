@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from .errors import ModelError, OptionError
 from .graph import STAGES, Layer, ModelGraph, load_model, select_layers
 from .inputs import InputOptions, PreparedInput, build_feeds, load_input, primary_input
-from .session import Session, open_session, resolve_providers
+from .session import Session, describe_error, open_session, resolve_providers
 
 
 @dataclass
@@ -22,11 +28,12 @@ class Capture:
     input: PreparedInput
     stage: str
     layers: list[Layer]
-    maps: dict[int, np.ndarray]
+    maps: Mapping[int, np.ndarray]  # a dict; read-on-demand when captured in several passes
     providers: list[str]
     feeds: dict[str, dict] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    passes: int = 1  # inference passes planned for these maps (see --max-memory)
 
     def __getitem__(self, name: str) -> np.ndarray:
         """The map of the layer called ``name`` (or whose captured tensor is ``name``)."""
@@ -49,12 +56,19 @@ class Model:
         graph: ModelGraph,
         providers: Sequence[str] = ("auto",),
         threads: int | None = None,
+        max_memory: int | str | None = None,
     ):
         self.graph = graph
         self.requested_providers = tuple(providers)
         self.threads = threads
+        # Bytes the captured maps of one pass may take; None: a quarter of physical memory.
+        self.max_memory = parse_size(max_memory) if max_memory is not None else None
         self._providers: list[str] | None = None
         self._sessions: dict[tuple[str, ...], Session] = {}
+        # Sessions of multi-pass captures, least recently used first (see _pinned_session).
+        self._pass_sessions: OrderedDict[tuple, Session] = OrderedDict()
+        self._shape_cache: dict[tuple, dict[str, tuple[tuple | None, int]]] = {}
+        self._last_providers: list[str] = []
 
     # ------------------------------------------------------------------ what is in it
     @property
@@ -98,9 +112,16 @@ class Model:
             self._providers = resolve_providers(self.requested_providers)
         return self._providers
 
-    def session(self, tensors: Sequence[str]) -> Session:
-        """A session that returns ``tensors`` (cached: one per distinct set of tensors)."""
+    def session(self, tensors: Sequence[str], pinned: Sequence[str] = ()) -> Session:
+        """A session that returns ``tensors`` (cached: one per distinct set of tensors).
+
+        ``pinned`` tensors are not returned but kept from being fused away exactly as if they
+        were outputs too (one pass of a multi-pass capture, see :meth:`plan_memory`); such
+        sessions are cached only while their weights fit in a quarter of ``max_memory``.
+        """
         key = tuple(dict.fromkeys(tensors))
+        if pinned:
+            return self._pinned_session(key, pinned)
         if key not in self._sessions:
             self._sessions[key] = open_session(
                 self.graph.exposed_model_bytes(key),
@@ -115,7 +136,7 @@ class Model:
     ) -> tuple[PreparedInput, dict[str, np.ndarray], dict[str, dict], list[str]]:
         """Load ``source`` (a file, or an array fed as is) and build the feeds for every input."""
         options = options or InputOptions()
-        target = primary_input(self.graph.inputs, options.input_name)
+        target = primary_input(self.graph.inputs, options.input_name, self.path)
         if isinstance(source, np.ndarray):
             from .inputs.tensors import fit_tensor
 
@@ -128,7 +149,9 @@ class Model:
             )
         else:
             prepared = load_input(source, target, options)
-        feeds, record, notices = build_feeds(self.graph.inputs, target, prepared, options)
+        feeds, record, notices = build_feeds(
+            self.graph.inputs, target, prepared, options, self.path
+        )
         return prepared, feeds, record, prepared.notices + notices
 
     def capture(
@@ -137,8 +160,15 @@ class Model:
         layers: Sequence[str] | Sequence[Layer] | None = None,
         stage: str = "post",
         options: InputOptions | None = None,
+        max_memory: int | str | None = None,
     ) -> Capture:
-        """Run one input and return the maps of ``layers`` (patterns or Layer objects)."""
+        """Run one input and return the maps of ``layers`` (patterns or Layer objects).
+
+        When the maps would take more than ``max_memory`` bytes (default: the model's
+        ``max_memory``, else a quarter of physical memory), they are captured in several
+        passes with the same numbers as one pass; ``capture.maps`` then runs each pass when one
+        of its layers is first read, keeping at most two groups of maps in memory.
+        """
         if layers and all(isinstance(item, Layer) for item in layers):
             chosen = list(layers)
         else:
@@ -146,14 +176,28 @@ class Model:
         started = time.perf_counter()
         prepared, feeds, record, notices = self.prepare(source, options)
         prepared_at = time.perf_counter()
+        plan = self.plan_memory(chosen, stage, feeds, max_memory)
+        if plan.passes > 1:
+            capture = Capture(
+                input=prepared,
+                stage=stage,
+                layers=chosen,
+                maps={},
+                providers=[],
+                feeds=record,
+                notices=notices + plan.notices(),
+                timings_ms={"prepare": (prepared_at - started) * 1000, "inference": 0.0},
+                passes=plan.passes,
+            )
+            maps = _GroupedMaps(self, capture, feeds, plan)
+            maps[plan.groups[0][0].index]  # the first pass now: errors surface here
+            capture.maps = maps
+            capture.providers = self._last_providers
+            return capture
         tensors = [layer.tensor(stage) for layer in chosen]
         session = self.session(tensors)
         session_at = time.perf_counter()
-        try:
-            outputs = session.run(feeds, list(dict.fromkeys(tensors)))
-        except Exception as exc:  # onnxruntime's errors: shapes or types the model rejects
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise ModelError(f"{prepared.path}: the model rejected this input: {message}") from exc
+        outputs = self._run(session, feeds, list(dict.fromkeys(tensors)), prepared)
         done = time.perf_counter()
         return Capture(
             input=prepared,
@@ -170,9 +214,473 @@ class Model:
             },
         )
 
+    @staticmethod
+    def _run(session: Session, feeds: dict, names: list[str], prepared) -> dict:
+        try:
+            return session.run(feeds, names)
+        except Exception as exc:  # onnxruntime's errors: shapes or types the model rejects
+            message = describe_error(exc)
+            where = prepared.path if prepared is not None else "input"
+            raise ModelError(f"{where}: the model rejected this input: {message}") from exc
+
+    # ------------------------------------------------------------------ memory bound
+    def plan_memory(
+        self,
+        layers: Sequence[Layer],
+        stage: str,
+        feeds: Mapping[str, np.ndarray],
+        max_memory: int | str | None = None,
+    ) -> MemoryPlan:
+        """Estimate the bytes of each layer's map for ``feeds`` and group the layers so that
+        one pass holds at most half of ``max_memory`` (two groups are kept at a time).
+
+        Static shapes come from the model's own shape inference; symbolic dimensions are bound
+        from the feeds' shapes, and where that is not enough (sizes computed inside the graph)
+        shape inference runs again with the concrete input shapes on a copy of the graph
+        without its weights. A map whose shape stays unknown is assumed to be as large as the
+        input with the layer's channel count (a guess, listed in ``plan.guessed``).
+        """
+        budget = parse_size(max_memory) if max_memory is not None else self.max_memory
+        if budget is None:
+            budget = default_max_memory()
+        layer_bytes, guessed = self._map_bytes(layers, stage, feeds)
+        total = sum(layer_bytes.values())
+        if total <= budget or len(layers) <= 1:
+            groups = [list(layers)] if layers else []
+        else:
+            groups, current, size = [], [], 0
+            for layer in layers:  # in order: rendering reads them in order, one pass each
+                need = layer_bytes[layer.index]
+                if current and size + need > budget // 2:
+                    groups.append(current)
+                    current, size = [], 0
+                current.append(layer)
+                size += need
+            if current:
+                groups.append(current)
+        return MemoryPlan(groups, layer_bytes, total, budget, guessed)
+
+    def run_groups(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        layers: Sequence[Layer],
+        stage: str = "post",
+        max_memory: int | str | None = None,
+        plan: MemoryPlan | None = None,
+    ) -> Iterator[tuple[list[Layer], dict[int, np.ndarray]]]:
+        """Run ``feeds`` and yield ``(group, maps by layer index)`` one pass at a time.
+
+        One pass when the maps fit in ``max_memory``; otherwise several, each exposing one
+        group and pinning the others, so every pass computes exactly what the single pass
+        would (the numbers are identical). For callers that reduce maps as they come, such as
+        a scan: drop each group's maps before asking for the next.
+        """
+        plan = plan or self.plan_memory(layers, stage, feeds, max_memory)
+        for group in plan.groups:
+            yield group, self._run_pass(feeds, group, layers, stage, None, single=plan.passes == 1)
+
+    def _run_pass(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        group: Sequence[Layer],
+        chosen: Sequence[Layer],
+        stage: str,
+        prepared=None,
+        single: bool = False,
+    ) -> dict[int, np.ndarray]:
+        tensors = list(dict.fromkeys(layer.tensor(stage) for layer in group))
+        if single:
+            session = self.session(tensors)
+        else:
+            mine = set(tensors)
+            pinned = [t for t in dict.fromkeys(layer.tensor(stage) for layer in chosen)
+                      if t not in mine]
+            session = self.session(tensors, pinned=pinned)
+        self._last_providers = session.providers
+        outputs = self._run(session, dict(feeds), tensors, prepared)
+        return {layer.index: outputs[layer.tensor(stage)] for layer in group}
+
+    def _pinned_session(self, tensors: tuple[str, ...], pinned: Sequence[str]) -> Session:
+        key = (tensors, tuple(dict.fromkeys(pinned)))
+        session = self._pass_sessions.pop(key, None)
+        if session is None:
+            session = open_session(
+                _pinned_model_bytes(self.graph.proto, tensors, key[1]),
+                self.providers,
+                self.threads,
+                source=str(self.path),
+            )
+        self._pass_sessions[key] = session  # most recently used last
+        # onnxruntime holds the weights about twice (its copy, pre-packed kernels)
+        weights = 2 * max(1, self.graph.proto.ByteSize())
+        budget = self.max_memory or default_max_memory()
+        keep = max(1, budget // 4 // weights)
+        while len(self._pass_sessions) > keep:
+            self._pass_sessions.popitem(last=False)
+        return session
+
+    def _map_bytes(
+        self, layers: Sequence[Layer], stage: str, feeds: Mapping[str, np.ndarray]
+    ) -> tuple[dict[int, int], list[int]]:
+        bound: dict[str, int] = {}
+        for item in self.graph.inputs:
+            array = feeds.get(item.name)
+            if array is None or item.shape is None or len(item.shape) != np.ndim(array):
+                continue
+            for dim, value in zip(item.shape, np.shape(array), strict=True):
+                if isinstance(dim, str):
+                    bound[dim] = int(value)
+
+        def resolve(shape) -> tuple[int, ...] | None:
+            if shape is None:
+                return None
+            dims = [d if isinstance(d, int) else bound.get(d) if isinstance(d, str) else None
+                    for d in shape]
+            return None if any(d is None or d < 0 for d in dims) else tuple(dims)
+
+        sizes: dict[int, int] = {}
+        missing = []
+        for layer in layers:
+            shape = resolve(layer.shape(stage))
+            if shape is None:
+                missing.append(layer)
+            else:
+                sizes[layer.index] = int(np.prod(shape, dtype=np.int64)) * _itemsize(layer, stage)
+        guessed = []
+        if missing:
+            inferred = self._concrete_shapes(feeds)
+            for layer in missing:
+                shape, itemsize = inferred.get(layer.tensor(stage), (None, 0))
+                shape = resolve(shape)
+                if shape is not None:
+                    sizes[layer.index] = int(np.prod(shape, dtype=np.int64)) * (
+                        itemsize or _itemsize(layer, stage)
+                    )
+                else:
+                    sizes[layer.index] = _guess_bytes(layer, stage, feeds)
+                    guessed.append(layer.index)
+        return sizes, guessed
+
+    def _concrete_shapes(
+        self, feeds: Mapping[str, np.ndarray]
+    ) -> dict[str, tuple[tuple | None, int]]:
+        key = tuple(
+            sorted((name, np.shape(a), np.asarray(a).dtype.str) for name, a in feeds.items())
+        )
+        if key not in self._shape_cache:
+            self._shape_cache.clear()  # one input size at a time is the common case
+            self._shape_cache[key] = _infer_concrete(self.graph.proto, feeds)
+        return self._shape_cache[key]
+
 
 def open_model(
-    path: str | Path, providers: Sequence[str] = ("auto",), threads: int | None = None
+    path: str | Path,
+    providers: Sequence[str] = ("auto",),
+    threads: int | None = None,
+    max_memory: int | str | None = None,
 ) -> Model:
-    """Load an ONNX model safely; onnxruntime starts only when something is captured."""
-    return Model(load_model(path), providers=providers, threads=threads)
+    """Load an ONNX model safely; onnxruntime starts only when something is captured.
+
+    ``max_memory`` (bytes, or a SIZE such as ``"4G"``) bounds the captured maps of one pass;
+    default a quarter of physical memory.
+    """
+    return Model(load_model(path), providers=providers, threads=threads, max_memory=max_memory)
+
+
+# ----------------------------------------------------------------------------- memory bound
+#
+# Every captured map is a graph output, and onnxruntime keeps every graph output until the run
+# returns: the maps of one pass are all in memory at once. When their bytes (estimated from
+# shapes, before anything runs) exceed ``max_memory``, the layers are captured in groups, one
+# pass per group. To give the same numbers as a single pass, every pass must run the same
+# kernels: onnxruntime's fusions (Conv+BatchNormalization folding, Conv+Add, Conv+activation,
+# the NCHWc layout) depend on which tensors are graph outputs, so a pass that exposed only its
+# own group would fold the other layers differently and change later maps in the last bits.
+# Each pass therefore "pins" the selected tensors outside its group with a ReduceMax to a
+# scalar: the tensor gets an extra consumer exactly where a graph output would keep it from
+# being fused away, while the memory it holds is released as soon as it is reduced.
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SMALL_INITIALIZER = 1024  # elements: shape/scale/axes constants, kept for shape inference
+_PIN_PREFIX = "fmviz.pin."
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from a SIZE like ``4G``, ``512M``, ``1.5GiB``, ``64k`` or ``1048576``.
+
+    Units are binary (K = 1024), as in ``docker --memory`` and ``java -Xmx``; a bare number is
+    bytes. An :class:`OptionError` for anything else, or for zero.
+    """
+    if isinstance(text, int):
+        value = text
+    else:
+        match = _SIZE_RE.match(str(text))
+        if not match:
+            raise OptionError(
+                f"--max-memory {text!r} is not a size (a number with K, M, G or T, e.g. 4G or 512M)"
+            )
+        value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if value < 1:
+        raise OptionError(f"--max-memory {text!r} must be more than 0 bytes")
+    return value
+
+
+def format_size(value: float) -> str:
+    """``1.5 GiB``, ``512 MiB``, ``12 KiB``, ``100 B``."""
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            number = value / size
+            return f"{number:.1f} {unit}" if number < 10 else f"{number:.0f} {unit}"
+    return f"{int(value)} B"
+
+
+def physical_memory() -> int | None:
+    """Physical memory in bytes, lowered to the cgroup's limit in a container; None if unknown."""
+    total = None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        if sys.platform == "win32":
+            total = _windows_memory()
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) > 0 and (total is None or int(text) < total):
+            total = int(text)
+        break
+    return total if total and total > 0 else None
+
+
+def _windows_memory() -> int | None:  # pragma: no cover - Windows only
+    import ctypes
+
+    class MemoryStatus(ctypes.Structure):
+        _fields_ = [("length", ctypes.c_ulong), ("load", ctypes.c_ulong)] + [
+            (name, ctypes.c_ulonglong)
+            for name in ("total", "avail", "page_total", "page_avail", "virt_total",
+                         "virt_avail", "ext_avail")
+        ]
+
+    status = MemoryStatus()
+    status.length = ctypes.sizeof(MemoryStatus)
+    if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+        return int(status.total)
+    return None
+
+
+def default_max_memory() -> int:
+    """A quarter of physical memory (4 GiB where it cannot be read)."""
+    total = physical_memory()
+    return total // 4 if total else 4 << 30
+
+
+@dataclass
+class MemoryPlan:
+    """How the maps of one input are captured: the estimate, the budget and the passes."""
+
+    groups: list[list[Layer]]
+    layer_bytes: dict[int, int]  # estimated bytes of each layer's map
+    total_bytes: int
+    max_memory: int
+    guessed: list[int] = field(default_factory=list)  # layers whose shape shape inference missed
+
+    @property
+    def passes(self) -> int:
+        return len(self.groups)
+
+    def notices(self) -> list[str]:
+        if self.passes <= 1:
+            return []
+        notes = [
+            f"the maps of {len(self.layer_bytes)} layers take about "
+            f"{format_size(self.total_bytes)}, more than --max-memory "
+            f"{format_size(self.max_memory)}: capturing them in {self.passes} passes"
+        ]
+        alone = [i for i, size in self.layer_bytes.items() if size > self.max_memory // 2]
+        if alone:
+            notes.append(
+                f"{len(alone)} layer(s) alone take more than half of --max-memory "
+                f"(largest {format_size(max(self.layer_bytes[i] for i in alone))}); "
+                "each is captured on its own"
+            )
+        return notes
+
+
+class _GroupedMaps(Mapping):
+    """The maps of a capture made in several passes, each pass run when one of its layers is
+    first read; the two most recently used groups are kept. Reading layers in order (as
+    ``fmviz run`` does) runs each pass once; memory holds at most two groups of maps."""
+
+    _KEEP = 2
+
+    def __init__(self, model: Model, capture: Capture, feeds: dict, plan: MemoryPlan):
+        self._model = model
+        self._capture = capture
+        self._feeds = feeds
+        self._plan = plan
+        self._group_of = {layer.index: g for g, group in enumerate(plan.groups) for layer in group}
+        self._loaded: dict[int, dict[int, np.ndarray]] = {}  # group -> maps, oldest first
+        self._lock = threading.Lock()
+        self.runs = 0
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        group = self._group_of[index]  # KeyError for a layer that was not captured
+        with self._lock:
+            maps = self._loaded.pop(group, None)
+            if maps is None:
+                while len(self._loaded) >= self._KEEP:
+                    self._loaded.pop(next(iter(self._loaded)))
+                maps = self._run(group)
+            self._loaded[group] = maps  # most recently used last
+            return maps[index]
+
+    def _run(self, group: int) -> dict[int, np.ndarray]:
+        started = time.perf_counter()
+        layers = self._plan.groups[group]
+        maps = self._model._run_pass(
+            self._feeds, layers, self._capture.layers, self._capture.stage, self._capture.input
+        )
+        self.runs += 1
+        timings = self._capture.timings_ms
+        elapsed = (time.perf_counter() - started) * 1000
+        timings["inference"] = timings.get("inference", 0.0) + elapsed
+        return maps
+
+    def __iter__(self):
+        return iter(self._group_of)
+
+    def __len__(self) -> int:
+        return len(self._group_of)
+
+    def __contains__(self, index) -> bool:
+        return index in self._group_of
+
+
+def _itemsize(layer: Layer, stage: str) -> int:
+    if stage == "pre" and layer.op == "QLinearConv":
+        return 1
+    return 4  # float32, and ConvInteger's int32
+
+
+def _guess_bytes(layer: Layer, stage: str, feeds: Mapping[str, np.ndarray]) -> int:
+    """No shape known: the largest input's elements per channel times the layer's channels."""
+    largest = max((np.asarray(a) for a in feeds.values()), key=np.size, default=None)
+    if largest is None or largest.ndim < 2:
+        return 0
+    per_channel = largest.size // max(1, min(largest.shape[1], largest.shape[-1]))
+    return per_channel * (layer.channels or 1) * _itemsize(layer, stage)
+
+
+def _infer_concrete(
+    proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]
+) -> dict[str, tuple[tuple | None, int]]:
+    """Shapes and item sizes of every tensor, from shape inference with the feeds' shapes.
+
+    Runs on a copy of the graph without its weights: float (and other large) initializers
+    become typed graph inputs of the same shape, small ones (shape, axes, scales constants,
+    which Reshape, Slice and Resize need the values of) are kept.
+    """
+    from onnx import helper
+
+    source = proto.graph
+    model = onnx.ModelProto()
+    model.ir_version = proto.ir_version
+    model.opset_import.extend(proto.opset_import)
+    model.functions.extend(proto.functions)
+    graph = model.graph
+    graph.name = source.name
+    graph.node.extend(source.node)
+    initializers = {t.name for t in source.initializer}
+    for info in source.input:
+        if info.name in initializers:
+            continue
+        array = feeds.get(info.name)
+        elem = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else 0
+        if array is not None and elem:
+            graph.input.append(helper.make_tensor_value_info(info.name, elem, np.shape(array)))
+        else:
+            graph.input.append(info)
+    for tensor in source.initializer:
+        if int(np.prod(tensor.dims, dtype=np.int64)) <= _SMALL_INITIALIZER:
+            graph.initializer.append(tensor)
+        else:
+            graph.input.append(
+                helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+            )
+    for info in source.output:
+        elem = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else 0
+        graph.output.append(helper.make_tensor_value_info(info.name, elem, None))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception:  # inference is a nicety: the estimate falls back to a guess
+        return {}
+    shapes: dict[str, tuple[tuple | None, int]] = {}
+    for info in list(inferred.graph.value_info) + list(inferred.graph.output):
+        if not info.type.HasField("tensor_type"):
+            continue
+        tensor_type = info.type.tensor_type
+        dims = None
+        if tensor_type.HasField("shape"):
+            dims = tuple(
+                int(d.dim_value) if d.HasField("dim_value") else None for d in tensor_type.shape.dim
+            )
+        itemsize = 0
+        if tensor_type.elem_type:
+            try:
+                itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).itemsize
+            except Exception:
+                itemsize = 0
+        shapes[info.name] = (dims, itemsize)
+    return shapes
+
+
+def _pinned_model_bytes(
+    proto: onnx.ModelProto, tensors: Sequence[str], pinned: Sequence[str]
+) -> bytes:
+    """The model with ``tensors`` as outputs and each ``pinned`` tensor reduced to a scalar
+    output by ReduceMax (no axes: every axis, in every opset), so it is computed and fused
+    exactly as if it were an output, without keeping its memory. Like :func:`graph.expose`,
+    the additions are appended, serialized and removed again, and ir_version is kept."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    existing = {o.name for o in graph.output}
+    known = {v.name: v for v in list(graph.value_info) + list(graph.input)}
+    taken = existing | {name for node in graph.node for name in node.output}
+    opset = next((e.version for e in proto.opset_import if e.domain in ("", "ai.onnx")), 0)
+    outputs = nodes = 0
+    try:
+        for name in dict.fromkeys(tensors):
+            if name and name not in existing:
+                info = graph.output.add()
+                if name in known:
+                    info.CopyFrom(known[name])
+                else:
+                    info.name = name
+                existing.add(name)
+                outputs += 1
+        for i, name in enumerate(dict.fromkeys(pinned)):
+            if not name or name in existing:
+                continue  # already an output of the model: computed the same way anyway
+            source = name
+            elem = known[name].type.tensor_type.elem_type if name in known else 0
+            sink = f"{_PIN_PREFIX}{i}"
+            while sink in taken:
+                sink += "_"
+            if elem in (TensorProto.INT8, TensorProto.UINT8) and opset < 12:
+                source = f"{sink}.float"  # ReduceMax takes 8-bit integers from opset 12
+                graph.node.append(helper.make_node("Cast", [name], [source], to=TensorProto.FLOAT))
+                nodes += 1
+            graph.node.append(helper.make_node("ReduceMax", [source], [sink], keepdims=0))
+            graph.output.add().name = sink
+            nodes += 1
+            outputs += 1
+        return proto.SerializeToString()
+    finally:
+        for _ in range(outputs):
+            graph.output.pop()
+        for _ in range(nodes):
+            graph.node.pop()

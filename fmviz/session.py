@@ -6,6 +6,7 @@ or an error about a missing file should not pay for it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,20 @@ class Session:
         return dict(zip(names, values, strict=True))
 
 
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+# "/onnxruntime_src/.../model.cc:256 onnxruntime::Model::Model(args...) " before the message
+_ORT_SOURCE = re.compile(r"\S+\.(?:cc|cpp|cu|h|hpp):\d+ (?:[^\s(]+\([^)]*\) )?")
+
+
+def describe_error(exc: BaseException) -> str:
+    """onnxruntime's message for ``exc`` on one line, without its status-code prefix and the
+    C++ source location: what a user can act on."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    text = _ORT_SOURCE.sub("", _ORT_PREFIX.sub("", text)).strip()
+    return text or type(exc).__name__
+
+
 def open_session(
     model_bytes: bytes,
     providers: Sequence[str],
@@ -109,7 +124,9 @@ def open_session(
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # warnings about unused initializers etc. are noise here
+    # 4 = fatal only: warnings are noise here, and errors reach the user as one Error: line
+    # (onnxruntime would also print them, coloured, on stderr).
+    options.log_severity_level = 4
     if threads:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
@@ -123,7 +140,7 @@ def open_session(
     try:
         inner = ort.InferenceSession(model_bytes, sess_options=options, providers=provider_list)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = describe_error(exc)
         raise ModelError(f"{source}: onnxruntime cannot load the model: {message}") from exc
     return Session(
         inner=inner,

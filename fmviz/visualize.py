@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +56,7 @@ class RunOptions:
     render: RenderOptions = field(default_factory=RenderOptions)
     inputs: InputOptions = field(default_factory=InputOptions)
     save_arrays: bool = False
+    html: bool = False  # also write index.html (fmviz.gallery) next to the manifest
 
 
 def run(
@@ -67,8 +68,9 @@ def run(
     """Visualise each input in turn; yields its folder and manifest once all is written."""
     options.render.validate()
     layers = model.select(options.patterns, options.stage)
-    for path in paths:  # fail on a mistyped path before anything is written
+    for path in paths:  # fail on a mistyped path or provider before anything is written
         check_input_path(path)
+    model.providers  # noqa: B018 - resolves (and validates) --provider now
     out = ensure_dir(options.out)
     stems = StemAllocator()
     for path in paths:
@@ -93,7 +95,9 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
     with ThreadPoolExecutor(max_workers=workers) as pool:
         entries = list(
             pool.map(
-                lambda layer: _layer_entry(layer, capture, folder, stems[layer.index], options),
+                lambda layer: _layer_entry(
+                    layer, capture, folder, stems[layer.index], options, model.graph
+                ),
                 capture.layers,
             )
         )
@@ -131,14 +135,25 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
     }
     manifest["timings_ms"]["write"] = round((time.perf_counter() - started) * 1000, 3)
     atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1, allow_nan=False))
+    if options.html:
+        from . import gallery
+
+        gallery.write_run_page(
+            folder, manifest, picture=capture.input.picture, signal=capture.input.signal
+        )
     return manifest
 
 
 def _save_npz(handle, arrays: dict[str, np.ndarray]) -> None:
-    # np.savez writes the keys as member names of a zip file; any string is allowed there.
-    buffer = io.BytesIO()
-    np.savez(buffer, **{name: np.asarray(a, dtype=np.float32) for name, a in arrays.items()})
-    handle.write(buffer.getbuffer())
+    # The .npz layout (a zip of NAME.npy members, as np.savez writes it), written directly:
+    # np.savez(file, **arrays) breaks on a tensor named "file" and swallows one named
+    # "allow_pickle". Any string is a valid member name; np.load gives the exact keys back.
+    with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, array in arrays.items():
+            with zf.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(
+                    member, np.asarray(array, dtype=np.float32), allow_pickle=False
+                )
 
 
 def _unique_stems(layers: Sequence[Layer]) -> dict[int, str]:
@@ -156,7 +171,7 @@ def _unique_stems(layers: Sequence[Layer]) -> dict[int, str]:
 
 
 def _layer_entry(
-    layer: Layer, capture: Capture, folder: Path, stem: str, options: RunOptions
+    layer: Layer, capture: Capture, folder: Path, stem: str, options: RunOptions, graph=None
 ) -> dict:
     array = capture.maps[layer.index]
     stats, channel_stats = summarize(array)
@@ -170,7 +185,7 @@ def _layer_entry(
         "shape": list(array.shape),
         "channels": int(array.shape[1]) if array.ndim >= 2 else 1,
     }
-    entry.update(render_layer(array, layer, capture, folder, stem, options.render))
+    entry.update(render_layer(array, layer, capture, folder, stem, options.render, graph))
     entry["stats"] = stats
     entry["channel_stats"] = channel_stats
     return entry
@@ -183,17 +198,29 @@ def render_layer(
     folder: Path,
     stem: str,
     options: RenderOptions,
+    graph=None,
 ) -> dict:
-    """Write one layer's pictures; returns the manifest fields describing them."""
-    first = np.asarray(array[0]) if array.ndim >= 2 else np.asarray(array).reshape(1, -1)
+    """Write one layer's pictures; returns the manifest fields describing them.
+
+    ``graph`` (the model's ModelGraph) lets 1-D layers align their time axis with the input
+    through the model's strides and pads; without it the lengths' ratio is used.
+    """
+    if array.size == 0:  # nothing computed (e.g. a branch that did not run): no picture
+        return {"files": {}, "shown_channels": [], "view": "empty"}
+    first = np.asarray(array[0]) if array.ndim >= 2 else np.asarray(array).reshape(-1)
     view: dict = {}
     if first.ndim == 2:  # [C, L]: a 1-D convolution
         from .series_view import render_series
 
-        return render_series(first, layer, capture, folder, stem, options)
-    if first.ndim == 1:  # [N, C] outputs: one value per channel, drawn as a one-row strip
-        first = first.reshape(1, 1, -1)
-        view["view"] = "strip"
+        return render_series(first, layer, capture, folder, stem, options, graph=graph)
+    normalize = options.normalize
+    if first.ndim == 1:  # [N, C] (or rank <= 1): one value per channel, as a one-row strip
+        strip = render.strongest_channels(first[:, np.newaxis], options.max_channels)
+        cell = max(1, min(16, -(-256 // len(strip))))  # display only: cells >= 1 px, row 16 px
+        row = np.repeat(first[strip], cell)
+        first = np.repeat(row[np.newaxis, np.newaxis, :], 16, axis=1)
+        normalize = "layer"  # one tile: its colour bar prints the values
+        view = {"view": "strip", "strip_channels": [int(c) for c in strip], "strip_cell": cell}
     elif first.ndim > 3:  # 3-D convolutions [C, D, H, W]: max projection over depth
         first = first.max(axis=tuple(range(1, first.ndim - 2)))
         view["view"] = "max-projection over depth"
@@ -202,10 +229,12 @@ def render_layer(
     has_negative = bool(np.nanmin(np.where(np.isfinite(maps), maps, 0)) < 0) if maps.size else False
     cmap = options.cmap or render.default_cmap(has_negative)
     centred = has_negative and render.is_diverging(cmap)
-    tiles = render.make_tiles(maps, channels, options.normalize, options.clip, centred=centred)
+    tiles = render.make_tiles(maps, channels, normalize, options.clip, centred=centred)
     files = {"grid": f"{stem}.grid.png", "heatmap": f"{stem}.heatmap.png"}
     render.save_png(render.grid_image(tiles), folder / files["grid"])
-    render.save_png(render.heatmap_image(tiles, cmap, options.normalize), folder / files["heatmap"])
+    render.save_png(render.heatmap_image(tiles, cmap, normalize), folder / files["heatmap"])
+    if view.get("view") == "strip":
+        channels = view["strip_channels"]
     if capture.input.picture is not None and view.get("view") is None:
         files["overlay"] = f"{stem}.overlay.png"
         overlay = render.overlay_image(maps, capture.input.picture, options.alpha)

@@ -63,7 +63,9 @@ def input_kind(path: str | Path) -> str | None:
     return KIND_BY_EXTENSION.get(Path(path).suffix.lower())
 
 
-def primary_input(inputs: list[ModelInput], name: str | None = None) -> ModelInput:
+def primary_input(
+    inputs: list[ModelInput], name: str | None = None, model_path: str | Path = "the model"
+) -> ModelInput:
     """The input fmviz feeds files into: ``name``, else the first float input of rank >= 2.
 
     Models whose only tensor inputs are integer (uint8 image models) fall back to the first
@@ -85,7 +87,9 @@ def primary_input(inputs: list[ModelInput], name: str | None = None) -> ModelInp
     for item in inputs:
         if item.dtype is not None and item.dtype.kind in "iub" and rank_ok(item):
             return item
-    raise ModelError("the model has no numeric input of rank >= 2 to feed (name one with --input)")
+    raise ModelError(
+        f"{model_path}: no numeric input of rank >= 2 to feed files to (name one with --input)"
+    )
 
 
 def check_input_path(path: str | Path) -> str:
@@ -144,6 +148,7 @@ def build_feeds(
     primary: ModelInput,
     prepared: PreparedInput,
     options: InputOptions,
+    model_path: str | Path = "the model",
 ) -> tuple[dict[str, np.ndarray], dict[str, dict], list[str]]:
     """Feeds for every model input: the prepared file, ``--feed`` values, or zeros.
 
@@ -172,7 +177,8 @@ def build_feeds(
             continue
         if item.dtype is None or item.dtype.kind not in "biuf":
             raise ModelError(
-                f"input {item.name!r} has type {item.dtype}; fmviz can only feed numeric inputs"
+                f"{model_path}: input {item.name!r} has type {item.dtype}; fmviz can only feed "
+                "numeric inputs"
             )
         shape = concrete_shape(item.shape, known)
         value = requested.get(item.name)
@@ -185,7 +191,8 @@ def build_feeds(
             )
         elif _NUMBER.match(value.strip()):
             number = float(value)
-            array = np.full(shape, number, dtype=item.dtype)
+            with np.errstate(invalid="ignore", over="ignore"):  # checked just below
+                array = np.full(shape, number, dtype=item.dtype)
             if array.dtype.kind != "f" and float(array.flat[0]) != number:
                 raise OptionError(
                     f"--feed {item.name}={value}: not exactly representable as {item.dtype}"
@@ -193,7 +200,8 @@ def build_feeds(
             feeds[item.name] = array
             record[item.name] = {
                 "source": "number",
-                "value": number,
+                # inf/nan have no JSON number: record them as text ("inf", "-inf", "nan")
+                "value": number if np.isfinite(number) else str(number),
                 "shape": list(shape),
                 "dtype": str(item.dtype),
             }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import threading
 import warnings
 from pathlib import Path
 
@@ -44,8 +47,10 @@ def open_picture(path: Path, max_pixels: int | None = None):
 
     limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(), _pillow_limit(max_pixels):
+            # The limit (--max-pixels, else Pillow's warning threshold) is checked just below,
+            # with a message that gives the size; Pillow's own warning would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
             width, height = image.size
             if limit and width * height > limit:
@@ -59,7 +64,13 @@ def open_picture(path: Path, max_pixels: int | None = None):
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"{path}: refused as a decompression bomb ({exc})") from exc
+        # Pillow's hard stop (twice its limit) fires while opening: only the count is known.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{found.group(1)} pixels" if found else "the image"
+        raise InputError(
+            f"{path}: {size} is over the limit of {limit} (a decompression bomb?); "
+            "raise it with --max-pixels"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise InputError(f"{path}: not an image Pillow can read") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated / corrupt data
@@ -78,6 +89,28 @@ def open_picture(path: Path, max_pixels: int | None = None):
     return oriented, record
 
 
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int | None):
+    """Raise Pillow's hard decompression-bomb stop (2x MAX_IMAGE_PIXELS, checked when a file is
+    opened) to ``max_pixels`` for the duration, so a larger --max-pixels really lets an image in.
+    """
+    from PIL import Image
+
+    current = Image.MAX_IMAGE_PIXELS
+    if max_pixels is None or current is None or max_pixels <= current:
+        yield
+        return
+    with _PILLOW_LIMIT_LOCK:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = current
+
+
 def _exif_orientation(image) -> int | None:
     try:
         return image.getexif().get(0x0112)
@@ -88,13 +121,14 @@ def _exif_orientation(image) -> int | None:
 def picture_array(image, channels: int) -> tuple[np.ndarray, dict]:
     """Pixels as float32 [H, W, channels] on the 0..255 scale, from any Pillow mode.
 
-    16-bit and 32-bit integer images are scaled down to 0..255 (x / 257) rather than clipped.
+    16-bit images ("I;16" modes) are always scaled down to 0..255 (x / 257), however dark;
+    32-bit integer images ("I") only when their values exceed 255 (else they are 8-bit data).
     """
     mode = image.mode
     record: dict = {}
     if mode.startswith("I;16") or mode == "I" or mode == "F":
         values = np.asarray(image, dtype=np.float32)
-        if mode != "F" and values.size and values.max() > 255:
+        if _is_16_bit(mode, values):
             values = values / 257.0
             record["bit_depth"] = 16
         values = values[..., np.newaxis]
@@ -116,6 +150,12 @@ def picture_array(image, channels: int) -> tuple[np.ndarray, dict]:
     return values, record
 
 
+def _is_16_bit(mode: str, values: np.ndarray) -> bool:
+    if mode.startswith("I;16"):
+        return True
+    return mode == "I" and bool(values.size) and float(values.max()) > 255
+
+
 def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize (Pillow's filter) of float [H, W, C] to ``size`` = (width, height)."""
     from PIL import Image
@@ -127,6 +167,27 @@ def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         for c in range(values.shape[2])
     ]
     return np.stack(planes, axis=2)
+
+
+def _target_size(model_h, model_w, height: int, width: int, size) -> tuple[tuple[int, int], str]:
+    """(width, height) to resize to, and the rule that chose it.
+
+    Static model dims always win (the model accepts nothing else); a dynamic one comes from
+    ``--size``, else, beside a static one (OCR models: [N, C, 32, W]), from the picture's aspect
+    ratio, else the picture keeps its size.
+    """
+    static_h = model_h if isinstance(model_h, int) and model_h > 0 else None
+    static_w = model_w if isinstance(model_w, int) and model_w > 0 else None
+    if static_h and static_w:
+        return (static_w, static_h), "model"
+    if size is not None:
+        rule = "--size" if not (static_h or static_w) else "model+--size"
+        return (static_w or size[0], static_h or size[1]), rule
+    if static_h:
+        return (max(1, round(width * static_h / height)), static_h), "model+aspect"
+    if static_w:
+        return (static_w, max(1, round(height * static_w / width))), "model+aspect"
+    return (width, height), "none"
 
 
 def _per_channel(values: tuple[float, ...] | None, channels: int, what: str) -> np.ndarray | None:
@@ -166,16 +227,9 @@ def load_image(path: Path, target: ModelInput, options):
     values, convert_record = picture_array(picture, channels)
     record.update(convert_record)
 
-    static = [shape[height_dim], shape[width_dim]]
-    if all(isinstance(d, int) and d > 0 for d in static):
-        size = (static[1], static[0])
-        record["resize_rule"] = "model"
-    elif options.size is not None:
-        size = options.size
-        record["resize_rule"] = "--size"
-    else:
-        size = (values.shape[1], values.shape[0])
-        record["resize_rule"] = "none"
+    size, record["resize_rule"] = _target_size(
+        shape[height_dim], shape[width_dim], values.shape[0], values.shape[1], options.size
+    )
     if size != (values.shape[1], values.shape[0]):
         values = _resize(values, size)
         record["resized_to"] = [size[0], size[1]]
@@ -252,7 +306,7 @@ def _display_copy(picture):
 
     if picture.mode.startswith("I") or picture.mode == "F":
         grey = np.asarray(picture, dtype=np.float32)
-        if grey.size and grey.max() > 255:
+        if _is_16_bit(picture.mode, grey):
             grey = grey / 257.0
         return Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8), mode="L")
     return picture.convert("RGBA").convert("RGB")

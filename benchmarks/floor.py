@@ -1,0 +1,155 @@
+"""The floor `fmviz run` is measured against: the same capture, the same pixels, nothing else.
+
+    python benchmarks/floor.py SPEC.json
+
+SPEC (written by benchmarks/run.py) names a model file that already has the captured tensors as
+graph outputs (exposing them is fmviz's work, not the floor's), the picture, the output folder,
+the provider, and the palettes as tables (so matplotlib is not imported). The script creates
+the onnxruntime session, feeds the picture (RGB, x/255, NCHW; the picture already has the
+model's size), and for each captured tensor writes ``NNN.grid.png`` and ``NNN.heatmap.png``
+with the same pixels fmviz writes (per-channel min..max, 250 levels, near-square grid with 1-px
+separators, magma or RdBu_r centred on 0 when the map has negatives, the colour bar), encoded
+by Pillow as palette PNGs at compress_level=1, layers spread over the same thread pool size as
+fmviz. No statistics, overlays, manifest, layer analysis or atomic renames: this is the
+physical floor (inference + the bytes that must be encoded).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+LEVELS, SEPARATOR, PANEL, TEXT, NONFINITE = 250, 250, 251, 252, 253
+MIN_TILE = 48
+SPECIAL = {SEPARATOR: (30, 60, 110), PANEL: (255, 255, 255), TEXT: (0, 0, 0),
+           NONFINITE: (255, 0, 255)}
+PANEL_WIDTH, PANEL_MIN_HEIGHT = 92, 140
+BAR_X, BAR_WIDTH, BAR_TOP, BAR_BOTTOM_MARGIN = 10, 14, 12, 28
+LABEL_X = BAR_X + BAR_WIDTH + 6
+
+
+def palette(lut) -> list[int]:
+    pal = np.zeros((256, 3), dtype=np.uint8)
+    pal[:LEVELS] = np.asarray(lut, dtype=np.uint8).reshape(LEVELS, 3)
+    for index, rgb in SPECIAL.items():
+        pal[index] = rgb
+    return pal.ravel().tolist()
+
+
+def tiles(maps: np.ndarray, centred: bool) -> np.ndarray:
+    """[C, H, W] -> uint8 index canvas (all values finite in these benchmarks)."""
+    c, h, w = maps.shape
+    flat = maps.reshape(c, -1)
+    lo = flat.min(axis=1).astype(np.float64)
+    hi = flat.max(axis=1).astype(np.float64)
+    if centred:
+        m = np.maximum(np.abs(lo), np.abs(hi))
+        lo, hi = 0.0 - m, m
+    span = hi - lo
+    flat_tile = span <= 0
+    safe = np.where(flat_tile, 1.0, span)
+    x = maps.astype(np.float64)
+    np.clip(x, lo[:, None, None], hi[:, None, None], out=x)
+    x -= lo[:, None, None]
+    x /= safe[:, None, None]
+    x *= LEVELS - 1
+    np.rint(x, out=x)
+    levels = x.astype(np.uint8)
+    if flat_tile.any():
+        zero = int(np.rint((LEVELS - 1) / 2)) if centred else 0
+        levels[flat_tile] = np.where(lo == 0, zero, LEVELS // 2)[flat_tile, None, None]
+    cols = min(c, max(1, math.ceil(math.sqrt(c * h / w))))
+    rows = math.ceil(c / cols)
+    cols = math.ceil(c / rows)
+    scale = max(1, math.ceil(MIN_TILE / max(h, w)))
+    if scale > 1:
+        levels = levels.repeat(scale, axis=1).repeat(scale, axis=2)
+    th, tw = h * scale, w * scale
+    canvas = np.full((rows * (th + 1) + 1, cols * (tw + 1) + 1), SEPARATOR, dtype=np.uint8)
+    for k in range(c):
+        r, q = divmod(k, cols)
+        y, x0 = 1 + r * (th + 1), 1 + q * (tw + 1)
+        canvas[y:y + th, x0:x0 + tw] = levels[k]
+    return canvas
+
+
+def text_at(draw, font, x, y_mid, text):
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.text((x - left, round(y_mid - (top + bottom) / 2)), text, fill=TEXT, font=font)
+
+
+def heatmap(grid: np.ndarray, pal: list[int], centred: bool) -> Image.Image:
+    grid_h, grid_w = grid.shape
+    height = max(grid_h, PANEL_MIN_HEIGHT)
+    canvas = np.full((height, grid_w + PANEL_WIDTH), PANEL, dtype=np.uint8)
+    canvas[:grid_h, :grid_w] = grid
+    bar_x, bar_bottom = grid_w + BAR_X, height - BAR_BOTTOM_MARGIN
+    bar_h = bar_bottom - BAR_TOP
+    ramp = np.rint(np.linspace(LEVELS - 1, 0, bar_h)).astype(np.uint8)
+    canvas[BAR_TOP:bar_bottom, bar_x:bar_x + BAR_WIDTH] = ramp[:, None]
+    image = Image.fromarray(canvas)
+    image.putpalette(pal)
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"
+    font = ImageFont.load_default()
+    draw.rectangle((bar_x - 1, BAR_TOP - 1, bar_x + BAR_WIDTH, bar_bottom), outline=TEXT)
+    top_y, mid_y, bottom_y = BAR_TOP, BAR_TOP + (bar_h - 1) / 2, bar_bottom - 1
+    if centred:
+        labels = [(top_y, "+max"), (mid_y, "0"), (bottom_y, "-max")]
+    else:
+        labels = [(top_y, "max"), (bottom_y, "min")]
+    caption = "per channel"
+    left, _, right, _ = draw.textbbox((0, 0), caption, font=font)
+    text_at(draw, font, grid_w + max(2, (PANEL_WIDTH - (right - left)) // 2),
+            height - BAR_BOTTOM_MARGIN / 2, caption)
+    for y, text in labels:
+        yi = round(y)
+        draw.line((bar_x + BAR_WIDTH, yi, bar_x + BAR_WIDTH + 3, yi), fill=TEXT)
+        text_at(draw, font, grid_w + LABEL_X, y, text)
+    return image
+
+
+def main(spec_path: str) -> int:
+    started = time.perf_counter()
+    spec = json.loads(open(spec_path, encoding="utf-8").read())
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(spec["model"], options, providers=spec["providers"])
+    picture = Image.open(spec["image"]).convert("RGB")
+    x = (np.asarray(picture).astype(np.float64) * (1 / 255)).astype(np.float32)
+    x = x.transpose(2, 0, 1)[None]
+    names = [t for _, t in spec["tensors"]]
+    outputs = dict(zip(names, session.run(names, {spec["input"]: x}), strict=True))
+    pal = {name: palette(lut) for name, lut in spec["palettes"].items()}
+    out = spec["out"]
+    os.makedirs(out, exist_ok=True)
+
+    def one(item):
+        stem, tensor = item
+        maps = outputs[tensor][0]
+        centred = bool(maps.min() < 0)
+        grid = tiles(maps, centred)
+        image = Image.fromarray(grid)
+        image.putpalette(pal["grey"])
+        image.save(os.path.join(out, f"{stem}.grid.png"), compress_level=1)
+        hm = heatmap(grid, pal["RdBu_r" if centred else "magma"], centred)
+        hm.save(os.path.join(out, f"{stem}.heatmap.png"), compress_level=1)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        list(pool.map(one, spec["tensors"]))
+    print(json.dumps({"seconds": time.perf_counter() - started}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

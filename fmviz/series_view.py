@@ -1,0 +1,814 @@
+"""1-D layers: the input signal on top, the layer's channels below as a channels x time strip.
+
+One picture per layer, ``{stem}.series.png``::
+
+    title: layer name, shape, time step and offset
+    +--------+---------------------------------------------+
+    | in 0   |  ~~~~ input signal, one lane per channel ~~~ |
+    | in 1   |  ~~~~                                        |
+    +--------+---------------------------------------------+------------+
+    |   0    |  false-colour row per shown channel          | colour bar |
+    |   3    |  (same time axis as the lanes above)         | + range    |
+    +--------+---------------------------------------------+------------+
+             0        100        200     t (input samples)
+
+**Time alignment.** Output index ``j`` of a layer is centred on input sample
+``offset + stride * j``. The two numbers are derived from the model (:func:`time_axes`): starting
+from the fed input, every node on the way composes its own effect on the time axis, so that a
+Conv or pool with kernel ``k``, stride ``s``, dilation ``d`` and leading pad ``p`` maps
+``(S, O)`` to ``(S * s, O + S * (d * (k - 1) / 2 - p))``; ConvTranspose divides instead, Pad and
+Slice shift, element-wise ops, normalisations and channel concatenations keep it, and Transpose,
+Unsqueeze, Squeeze and Reshape move the time axis around. Where the path holds anything else
+(Resize, a time-axis Concat, control flow) or no model is given, the fallback is the length
+ratio: ``stride = L_in / L_out`` rounded to a whole number (or its inverse), with the layer's span
+centred on the input. The manifest's ``time_axis`` says which was used.
+
+**Display only.** Each pixel column stands for a span of input samples. Lanes draw the min..max
+envelope of the samples in a column (plus the line to its neighbours), so a one-sample spike in a
+million samples still shows. Strip columns show the maximum of the layer outputs centred in the
+column (for maps with negative values: the value of largest magnitude, sign kept). Ranges,
+channel choice and statistics always use the full-resolution arrays.
+
+Drawing is numpy into a palette ("P") image plus Pillow's ImageDraw for text; matplotlib only
+supplies colour-map tables (:func:`fmviz.render.colormap_lut`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from . import render
+
+__all__ = ["TimeAxis", "time_axes", "layer_time_axis", "render_series", "series_image"]
+
+# Palette: 0..LEVELS-1 colour map, then render's specials, then two of our own.
+LINE = 254  # signal lines
+LIGHT = 255  # lane frames, zero lines, strip columns the layer does not cover
+_COLOURS = {
+    render.SEPARATOR: (30, 60, 110),
+    render.PANEL: (255, 255, 255),
+    render.TEXT: (0, 0, 0),
+    render.NONFINITE: (255, 0, 255),
+    LINE: (31, 119, 180),
+    LIGHT: (222, 222, 222),
+}
+
+# Geometry (pixels).
+MIN_PLOT, MAX_PLOT = 512, 1024  # plot width: short series upscaled by whole pixels, long ones cut
+LEFT = 76  # label margin
+PANEL_WIDTH = 96  # colour bar panel
+TITLE_HEIGHT = 18
+MAX_LANES = 16
+STRIP_TARGET = 512  # strip height aimed at; rows are 2..18 px
+AXIS_HEIGHT = 32
+BAR_WIDTH = 14
+TEXT_HEIGHT = 12
+
+_lock = threading.Lock()
+_AXES_CACHE: dict[int, tuple] = {}
+
+
+# ----------------------------------------------------------------------------- time axis
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """Output index ``j`` of a layer is centred on input sample ``offset + stride * j``."""
+
+    stride: float
+    offset: float
+    method: str  # "graph" | "length-ratio" | "identity"
+    input_length: int
+    output_length: int
+
+    def centre(self, j):
+        return self.offset + self.stride * np.asarray(j, dtype=np.float64)
+
+    def to_json(self) -> dict:
+        return {
+            "stride": _clean(self.stride),
+            "offset": _clean(self.offset),
+            "method": self.method,
+            "input_length": self.input_length,
+            "output_length": self.output_length,
+        }
+
+
+def _clean(value: float) -> float | int:
+    value = float(value)
+    return int(value) if value.is_integer() else round(value, 6)
+
+
+# Ops that keep every position where it is (per-position arithmetic, normalisations).
+_KEEP = frozenset(
+    {
+        "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Clip", "Sigmoid", "Tanh",
+        "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Gelu", "Mish", "Erf", "Exp", "Log",
+        "Abs", "Neg", "Sqrt", "Reciprocal", "Pow", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum",
+        "Mean", "Identity", "Dropout", "Cast", "CastLike", "BatchNormalization",
+        "InstanceNormalization", "LayerNormalization", "GroupNormalization", "QuantizeLinear",
+        "DequantizeLinear", "Where", "Not", "And", "Or", "Xor", "Equal", "Greater", "Less",
+        "GreaterOrEqual", "LessOrEqual", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Softmax",
+        "LogSoftmax", "Hardmax", "LpNormalization", "Shrink", "ThresholdedRelu", "BitShift", "Mod",
+        "IsNaN", "IsInf",
+    }
+)
+_WINDOWED = frozenset(
+    {"Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool", "ConvTranspose"}
+)
+
+
+def time_axes(proto, input_name: str, input_axis: int = -1) -> dict[str, tuple]:
+    """``{tensor: (stride, offset, axis)}`` for every main-graph tensor whose time axis is known.
+
+    ``axis`` is the time axis as a negative index (from the end), which broadcasting cannot
+    move. ``input_axis`` is that of the input ``input_name`` (-1 for [N, C, L] and [N, L],
+    -2 for [N, L, C]). Cached per model object.
+    """
+    key = id(proto)
+    with _lock:
+        hit = _AXES_CACHE.get(key)
+    if hit is not None and hit[0] is proto and hit[1:3] == (input_name, input_axis):
+        return hit[3]
+    result = _walk(proto, input_name, input_axis)
+    with _lock:
+        if len(_AXES_CACHE) > 8:
+            _AXES_CACHE.clear()
+        _AXES_CACHE[key] = (proto, input_name, input_axis, result)
+    return result
+
+
+def _walk(proto, input_name: str, input_axis: int) -> dict[str, tuple]:
+    import onnx
+    from onnx import numpy_helper
+
+    from .graph import topological_order
+
+    graph = proto.graph
+    consts: dict[str, object] = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                    consts[node.output[0]] = attr.t
+
+    def const(name: str):
+        tensor = consts.get(name)
+        if tensor is None:
+            return None
+        try:
+            return numpy_helper.to_array(tensor)
+        except Exception:
+            return None
+
+    def dims_of(name: str):
+        tensor = consts.get(name)
+        return tuple(tensor.dims) if tensor is not None else None
+
+    rank = None
+    for info in graph.input:
+        tensor_type = info.type.tensor_type if info.type.HasField("tensor_type") else None
+        if info.name == input_name and tensor_type is not None and tensor_type.HasField("shape"):
+            rank = len(tensor_type.shape.dim)
+    # tensor -> (stride, offset, axis from the end, rank or None)
+    known: dict[str, tuple] = {input_name: (1.0, 0.0, input_axis, rank)}
+    order = topological_order(list(graph.node), set())
+    for node in order:
+        mapped = [known[n] for n in node.input if n in known]
+        if not mapped:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        try:
+            result = _step(node, attrs, known, mapped[0], const, dims_of)
+        except (ValueError, TypeError, IndexError, KeyError):
+            result = None
+        if result is None:
+            continue
+        outputs = [o for o in node.output if o]
+        if node.op_type == "Split":
+            outputs = outputs[:1] if result[4] else outputs
+        for name in outputs:
+            known[name] = result[:4]
+    return {name: value[:3] for name, value in known.items()}
+
+
+def _step(node, attrs, known, current, const, dims_of):
+    """The (stride, offset, axis, rank, first_only) of a node's output, or None if unknown."""
+    stride, offset, axis, rank = current
+    op = node.op_type
+    first_only = False
+    if op in _KEEP:
+        return stride, offset, axis, rank, first_only
+    if op in ("Concat", "Split"):
+        cat_axis = int(attrs.get("axis", 0))
+        if cat_axis >= 0:
+            if rank is None:
+                return None
+            cat_axis -= rank
+        if cat_axis == axis:
+            if op == "Split":  # the first piece starts where the input does
+                return stride, offset, axis, rank, True
+            return None
+        return stride, offset, axis, rank, first_only
+    if op in _WINDOWED:
+        if node.input[0] not in known or axis != -1:
+            return None
+        kernel = attrs.get("kernel_shape")
+        if kernel is None:
+            weight = node.input[3 if op == "QLinearConv" else 1] if len(node.input) > 1 else ""
+            dims = dims_of(weight)
+            if dims is None or len(dims) < 3:
+                return None
+            kernel = dims[2:]
+        spatial = len(kernel)
+        k = int(kernel[-1])
+        s = int((attrs.get("strides") or [1] * spatial)[-1])
+        d = int((attrs.get("dilations") or [1] * spatial)[-1])
+        pads = attrs.get("pads") or [0] * (2 * spatial)
+        begin = float(pads[spatial - 1])
+        auto = attrs.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            total = max((k - 1) * d + 1 - s, 0)  # exact when the length is a multiple of s
+            begin = float(total // 2 if auto == "SAME_UPPER" else total - total // 2)
+        elif auto == "VALID":
+            begin = 0.0
+        half = d * (k - 1) / 2
+        if op == "ConvTranspose":
+            return stride / s, offset + stride * (begin - half) / s, axis, rank, first_only
+        return stride * s, offset + stride * (half - begin), axis, rank, first_only
+    if op == "Pad":
+        if node.input[0] not in known:
+            return None
+        pads = attrs.get("pads") if "pads" in attrs else (
+            const(node.input[1]) if len(node.input) > 1 else None
+        )
+        if pads is None:
+            return None
+        pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+        axes_in = const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        if axes_in is not None:
+            if rank is None:
+                return None
+            axes = [int(a) - rank if int(a) >= 0 else int(a) for a in np.asarray(axes_in).ravel()]
+            count = len(axes)
+            begin = pads[axes.index(axis)] if axis in axes else 0
+        else:
+            count = len(pads) // 2
+            begin = pads[count + axis] if -axis <= count else 0
+        return stride, offset - stride * begin, axis, rank if rank else count, first_only
+    if op == "Slice":
+        if node.input[0] not in known:
+            return None
+        if "starts" in attrs:  # opset < 10
+            starts, axes, steps = attrs["starts"], attrs.get("axes"), None
+        else:
+            starts = const(node.input[1])
+            axes = const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+            steps = const(node.input[4]) if len(node.input) > 4 and node.input[4] else None
+            if starts is None:
+                return None
+        starts = [int(v) for v in np.asarray(starts).ravel()]
+        if axes is None:
+            if rank is None:
+                return None
+            axes = list(range(len(starts)))
+        axes = [int(a) for a in np.asarray(axes).ravel()]
+        if any(a >= 0 for a in axes):
+            if rank is None:
+                return None
+            axes = [a - rank if a >= 0 else a for a in axes]
+        steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).ravel()]
+        if axis not in axes:
+            return stride, offset, axis, rank, first_only
+        i = axes.index(axis)
+        if starts[i] < 0 or steps[i] <= 0:
+            return None
+        return stride * steps[i], offset + stride * starts[i], axis, rank, first_only
+    if op == "Transpose":
+        perm = attrs.get("perm")
+        if perm is None:
+            if rank is None:
+                return None
+            perm = list(range(rank))[::-1]
+        r = len(perm)
+        position = r + axis
+        if not 0 <= position < r:
+            return None
+        return stride, offset, list(perm).index(position) - r, r, first_only
+    if op in ("Unsqueeze", "Squeeze"):
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = const(node.input[1])
+            if axes is None:
+                return None
+        if rank is None:
+            if op == "Squeeze" and axis == -1 and axes is None:
+                return stride, offset, axis, None, first_only
+            return None
+        if axes is None:  # Squeeze every size-1 axis: the time axis is never one of them
+            return (stride, offset, axis, None, first_only) if axis == -1 else None
+        axes = [int(a) for a in np.asarray(axes).ravel()]
+        position = rank + axis
+        if op == "Unsqueeze":
+            out_rank = rank + len(axes)
+            for a in sorted(a + out_rank if a < 0 else a for a in axes):
+                if a <= position:
+                    position += 1
+            return stride, offset, position - out_rank, out_rank, first_only
+        removed = [a + rank if a < 0 else a for a in axes]
+        if position in removed:
+            return None
+        out_rank = rank - len(removed)
+        position -= sum(1 for a in removed if a < position)
+        return stride, offset, position - out_rank, out_rank, first_only
+    if op in ("Reshape", "Flatten"):
+        if op == "Flatten" or axis != -1 or len(node.input) < 2:
+            return None
+        shape = const(node.input[1])
+        if shape is None or shape.size == 0 or int(shape.reshape(-1)[-1]) != -1:
+            return None
+        return stride, offset, -1, int(shape.size), first_only
+    return None
+
+
+def layer_time_axis(
+    graph, layer, stage: str, input_name: str | None, input_axis: int, length_in: int,
+    length_out: int,
+) -> TimeAxis:
+    """Where each output step of ``layer`` sits on the input's time axis (see module docs)."""
+    if graph is not None and input_name is not None and length_in > 0:
+        axes = time_axes(graph.proto, input_name, input_axis)
+        for tensor in (layer.tensor(stage), layer.pre_tensor):
+            found = axes.get(tensor)
+            if found is None or found[2] != -1:
+                continue
+            stride, offset, _ = found
+            last = offset + stride * (length_out - 1)
+            slack = stride + 1.0
+            if stride > 0 and offset >= -slack and last <= length_in - 1 + slack:
+                return TimeAxis(float(stride), float(offset), "graph", length_in, length_out)
+            break
+    return ratio_time_axis(length_in, length_out)
+
+
+def ratio_time_axis(length_in: int, length_out: int) -> TimeAxis:
+    """The fallback: whole-number stride from the lengths, the output span centred on the input."""
+    if length_in <= 0 or length_out <= 0 or length_in == length_out:
+        return TimeAxis(1.0, 0.0, "identity" if length_in == length_out else "length-ratio",
+                        max(length_in, 0), max(length_out, 0))
+    ratio = length_in / length_out
+    stride = float(round(ratio)) if ratio >= 1 else 1.0 / round(1.0 / ratio)
+    offset = (length_in - 1 - stride * (length_out - 1)) / 2
+    return TimeAxis(stride, offset, "length-ratio", length_in, length_out)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def render_series(
+    first: np.ndarray, layer, capture, folder: Path, stem: str, options, graph=None
+) -> dict:
+    """Write ``{stem}.series.png`` for one 1-D layer; returns its manifest fields.
+
+    ``first`` is the layer's first batch item ``[C, L_out]``; the input signal comes from
+    ``capture.input`` (its ``signal``, else a ``[C, L]`` tensor); ``graph`` (a ModelGraph) lets
+    the time axis be derived from the model rather than from the lengths.
+    """
+    maps = np.asarray(first)
+    if maps.ndim == 1:
+        maps = maps[np.newaxis]
+    if maps.ndim != 2:
+        raise ValueError(f"a series layer must be [C, L], got shape {maps.shape}")
+    if not np.issubdtype(maps.dtype, np.floating):
+        maps = maps.astype(np.float64)
+    signal, names, input_axis = _input_signal(capture, _primary_input(graph, capture))
+    if signal is not None:
+        axis = layer_time_axis(
+            graph, layer, capture.stage, _primary_name(graph, capture), input_axis,
+            signal.shape[1], maps.shape[1],
+        )
+    else:  # nothing to align with: the layer's own steps are the time axis
+        axis = ratio_time_axis(maps.shape[1], maps.shape[1])
+    if maps.size == 0:
+        return {"files": {}, "shown_channels": [], "view": "series", "empty": True,
+                "time_axis": axis.to_json()}
+    channels = render.strongest_channels(maps, options.max_channels)
+    finite_min = _finite_min(maps)
+    cmap = options.cmap or render.default_cmap(finite_min < 0)
+    centred = finite_min < 0 and render.is_diverging(cmap)
+    sample_rate = (capture.input.preprocess or {}).get("sample_rate")
+    image, ranges, layout, lanes = series_image(
+        maps,
+        channels,
+        signal,
+        axis,
+        cmap=cmap,
+        normalize=options.normalize,
+        clip=options.clip,
+        centred=centred,
+        title=f"{layer.index:03d} {layer.name}",
+        signal_names=names,
+        sample_rate=sample_rate,
+    )
+    files = {"series": f"{stem}.series.png"}
+    render.save_png(image, Path(folder) / files["series"])
+    return {
+        "files": files,
+        "shown_channels": [int(c) for c in channels],
+        "cmap": cmap,
+        "view": "series",
+        "ranges": [[float(lo), float(hi)] for lo, hi in ranges],
+        "time_axis": axis.to_json(),
+        "input_channels_shown": lanes,
+        "series_layout": layout,
+    }
+
+
+def _primary_input(graph, capture):
+    """The model input the file was fed to: the one input ``build_feeds`` did not fill."""
+    if graph is None:
+        return None
+    fed_others = set(capture.feeds or {})
+    for item in graph.inputs:
+        if item.name not in fed_others:
+            return item
+    return None
+
+
+def _primary_name(graph, capture) -> str | None:
+    item = _primary_input(graph, capture)
+    return item.name if item is not None else None
+
+
+def _input_signal(capture, target=None) -> tuple[np.ndarray | None, list[str] | None, int]:
+    """The input as [C, L] float, its channel names, and its time axis in the fed tensor."""
+    prepared = capture.input
+    record = prepared.preprocess or {}
+    layout = record.get("layout")
+    if layout is None and prepared.signal is None and target is not None:
+        from .errors import FmvizError
+        from .inputs.series import series_layout
+
+        try:  # a .npy tensor fed to an [N, L, C] model: read it the way a CSV would be
+            layout = series_layout(target, None, prepared.path)
+        except FmvizError:
+            layout = None
+    axis = -2 if layout == "NLC" else -1
+    if prepared.signal is not None:
+        signal = np.asarray(prepared.signal, dtype=np.float64)
+        if signal.ndim == 1:
+            signal = signal[np.newaxis]
+        names = record.get("channel_names")
+        if names is None:
+            names = [f"in {c}" for c in record.get("channels_used", range(signal.shape[0]))]
+        return signal, [str(n) for n in names], axis
+    array = np.asarray(prepared.array)
+    item = array[0] if array.ndim >= 2 else array
+    if item.ndim == 1:
+        item = item[np.newaxis]
+    if item.ndim != 2 or item.size == 0:
+        return None, None, axis
+    if layout == "NLC":
+        item = item.T
+    return item.astype(np.float64), [f"in {c}" for c in range(item.shape[0])], axis
+
+
+def _finite_min(maps: np.ndarray) -> float:
+    finite = np.isfinite(maps)
+    if not finite.any():
+        return 0.0
+    return float(maps.min()) if finite.all() else float(maps[finite].min())
+
+
+_local = threading.local()
+
+
+def _font():
+    # One font per thread: layers render in a thread pool and a FreeType face is not meant to
+    # be shared between threads (loading the default font takes ~0.05 ms).
+    font = getattr(_local, "font", None)
+    if font is None:
+        font = _local.font = ImageFont.load_default()
+    return font
+
+
+@functools.lru_cache(maxsize=32)
+def _palette(cmap: str) -> list[int]:
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: render.LEVELS] = render.colormap_lut(cmap)
+    for index, rgb in _COLOURS.items():
+        table[index] = rgb
+    return table.ravel().tolist()
+
+
+def plot_width(length: int) -> int:
+    """Pixels for ``length`` input samples: whole-pixel upscale to >= MIN_PLOT, at most MAX_PLOT."""
+    if length <= 0:
+        return MIN_PLOT
+    if length < MIN_PLOT:
+        return length * math.ceil(MIN_PLOT / length)
+    return min(length, MAX_PLOT)
+
+
+def _column_edges(length: int, width: int) -> np.ndarray:
+    """Sample coordinates of the ``width + 1`` pixel column edges (sample i sits at i)."""
+    return np.arange(width + 1, dtype=np.float64) * (length / width) - 0.5
+
+
+def _ranges(shown: np.ndarray, normalize: str, clip: float | None, centred: bool) -> np.ndarray:
+    """lo, hi per shown channel from the full-resolution values (finite only)."""
+    values = shown.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        values = np.where(finite, values, np.nan)
+    empty = ~finite.any(axis=1)
+    if normalize == "layer":
+        pool = values[finite] if not finite.all() else values.ravel()
+        if pool.size == 0:
+            lo = hi = 0.0
+        elif clip:
+            lo, hi = (float(v) for v in np.percentile(pool, [clip, 100 - clip]))
+        else:
+            lo, hi = float(pool.min()), float(pool.max())
+        out = np.tile([[lo, hi]], (len(values), 1)).astype(np.float64)
+    else:
+        safe = np.where(empty[:, None], 0.0, values)
+        if clip:
+            out = np.nanpercentile(safe, [clip, 100 - clip], axis=1).T
+        else:
+            out = np.stack([np.nanmin(safe, axis=1), np.nanmax(safe, axis=1)], axis=1)
+        out[empty] = 0.0
+    if centred:
+        m = np.abs(out).max(axis=1)
+        out = np.stack([0.0 - m, m], axis=1)
+    return out
+
+
+def _strip_columns(
+    shown: np.ndarray, axis: TimeAxis, length_in: int, width: int, signed: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Display values [n, width] of the layer rows and a mask of columns the layer covers."""
+    n, length_out = shown.shape
+    edges = _column_edges(length_in, width)
+    bounds = np.ceil((edges - axis.offset) / axis.stride - 1e-9)
+    bounds = np.clip(bounds, 0, length_out).astype(np.intp)
+    start, stop = bounds[:-1], bounds[1:]
+    full = stop > start
+    mid = (edges[:-1] + edges[1:]) / 2
+    nearest = np.rint((mid - axis.offset) / axis.stride).astype(np.int64)
+    # A column with no output centred inside it shows the nearest output, if that output's
+    # own span [centre - stride/2, centre + stride/2] reaches the column.
+    # own span [centre - stride/2, centre + stride/2], widened by half a sample (samples are
+    # whole: the edge sample an output half-owns is drawn with it), reaches the column.
+    pick = np.clip(nearest, 0, max(length_out - 1, 0))
+    reach = np.abs(mid - axis.centre(pick)) <= axis.stride / 2 + 0.5 + (edges[1] - edges[0]) / 2
+    covered = full | reach
+    out = np.zeros((n, width), dtype=np.float64)
+    out[:, ~full] = shown[:, pick[~full]]
+    if full.any():
+        starts = start[full]
+        values = shown[:, : stop[full][-1]]
+        high = np.maximum.reduceat(values, starts, axis=1)
+        if signed:
+            low = np.minimum.reduceat(values, starts, axis=1)
+            high = np.where(np.abs(low) > np.abs(high), low, high)
+        out[:, full] = high
+    return out, covered
+
+
+def _quantise(values: np.ndarray, ranges: np.ndarray, centred: bool) -> np.ndarray:
+    lo = ranges[:, :1]
+    hi = ranges[:, 1:]
+    span = hi - lo
+    flat = (span <= 0) | ~np.isfinite(span)
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore", over="ignore"):
+        x = np.clip(np.where(finite, values, lo), lo, hi)
+        x = (x - lo) / np.where(flat, 1.0, span) * (render.LEVELS - 1)
+    levels = np.rint(np.nan_to_num(x)).astype(np.uint8)
+    if flat.any():
+        zero_level = round((render.LEVELS - 1) / 2) if centred else 0
+        flat_level = np.where(lo == 0, zero_level, render.LEVELS // 2).astype(np.uint8)
+        rows = flat[:, 0]
+        levels[rows] = flat_level[rows]
+    levels[~finite] = render.NONFINITE
+    return levels
+
+
+def _lane_pixels(x: np.ndarray, width: int, height: int, lo: float, hi: float) -> np.ndarray:
+    """Boolean [height, width] mask of one signal's min..max envelope line."""
+    length = x.shape[0]
+    edges = _column_edges(length, width)
+    if length == 1:
+        at_edges = np.full(width + 1, x[0])
+    else:
+        base = np.clip(np.floor(edges), 0, length - 2).astype(np.intp)
+        frac = np.clip(edges - base, 0.0, 1.0)
+        at_edges = x[base] * (1 - frac) + x[base + 1] * frac
+    col_lo = np.minimum(at_edges[:-1], at_edges[1:])
+    col_hi = np.maximum(at_edges[:-1], at_edges[1:])
+    bounds = np.clip(np.ceil(edges), 0, length).astype(np.intp)
+    full = bounds[1:] > bounds[:-1]
+    if full.any():
+        starts = bounds[:-1][full]
+        values = x[: bounds[1:][full][-1]]
+        col_hi[full] = np.maximum(col_hi[full], np.maximum.reduceat(values, starts))
+        col_lo[full] = np.minimum(col_lo[full], np.minimum.reduceat(values, starts))
+    inner = height - 6
+    if hi > lo:
+        scale = (inner - 1) / (hi - lo)
+        top = 3 + np.floor((hi - col_hi) * scale)
+        bottom = 3 + np.ceil((hi - col_lo) * scale)
+    else:
+        top = bottom = np.full(width, 3 + (inner - 1) // 2)
+    rows = np.arange(height)[:, None]
+    return (rows >= top[None, :]) & (rows <= np.maximum(bottom, top + 1)[None, :])
+
+
+def _text(draw, x: float, y_mid: float, text: str, align: str = "left") -> None:
+    """Draw ``text`` vertically centred on ``y_mid``; ``x`` is its left, right or centre."""
+    font = _font()
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    anchor = {"left": left, "right": right, "centre": (left + right) / 2}[align]
+    draw.text((round(x - anchor), round(y_mid - (top + bottom) / 2)), text, fill=render.TEXT,
+              font=font)
+
+
+def _fit_text(draw, text: str, width: int) -> str:
+    font = _font()
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _nice_step(span: float, target: int) -> float:
+    raw = span / max(target, 1)
+    if raw <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if factor * power >= raw:
+            return max(1.0, factor * power)
+    return max(1.0, 10 * power)
+
+
+def series_image(
+    maps: np.ndarray,
+    channels: Iterable[int],
+    signal: np.ndarray | None,
+    axis: TimeAxis,
+    cmap: str = "magma",
+    normalize: str = "channel",
+    clip: float | None = None,
+    centred: bool = False,
+    title: str = "",
+    signal_names: list[str] | None = None,
+    sample_rate: int | None = None,
+) -> tuple[Image.Image, np.ndarray, dict, list[int]]:
+    """Draw the picture; returns it, the per-row ranges, its geometry and the lanes shown."""
+    channels = np.asarray(list(channels), dtype=np.intp)
+    shown = maps[channels]
+    length_in = axis.input_length if signal is not None else shown.shape[1]
+    width = plot_width(length_in)
+    ranges = _ranges(shown, normalize, clip, centred)
+    values, covered = _strip_columns(shown, axis, length_in, width, signed=centred)
+    levels = _quantise(values, ranges, centred)
+    levels[:, ~covered] = LIGHT
+
+    n = len(channels)
+    row = int(np.clip(STRIP_TARGET // max(n, 1), 2, 18))
+    gap = 1 if row >= 6 else 0
+    lanes = list(range(min(signal.shape[0], MAX_LANES))) if signal is not None else []
+    lane_height = 44 if len(lanes) <= 3 else 32 if len(lanes) <= 8 else 22
+    lanes_top = TITLE_HEIGHT + 2
+    lanes_bottom = lanes_top + len(lanes) * (lane_height + 2)
+    strip_top = lanes_bottom + (8 if lanes else 0)
+    strip_height = n * (row + gap) - gap
+    axis_top = strip_top + strip_height + 2
+    height = max(axis_top + AXIS_HEIGHT, strip_top + max(strip_height, 100) + 52)
+    total_width = LEFT + width + PANEL_WIDTH
+    canvas = np.full((height, total_width), render.PANEL, dtype=np.uint8)
+
+    # the strip
+    pitch = row + gap
+    body = np.full((n, pitch, width), render.PANEL, dtype=np.uint8)
+    body[:, :row, :] = levels[:, None, :]
+    canvas[strip_top : strip_top + strip_height, LEFT : LEFT + width] = body.reshape(
+        n * pitch, width
+    )[:strip_height]
+
+    # the lanes
+    lane_ranges = []
+    for k in lanes:
+        top = lanes_top + k * (lane_height + 2)
+        x = signal[k]
+        finite = np.isfinite(x)
+        lo = float(x[finite].min()) if finite.any() else 0.0
+        hi = float(x[finite].max()) if finite.any() else 0.0
+        lane_ranges.append((lo, hi))
+        area = canvas[top : top + lane_height, LEFT : LEFT + width]
+        area[[0, -1], :] = LIGHT
+        area[:, [0, -1]] = LIGHT
+        if lo < 0 < hi:
+            zero = 3 + round((hi - 0) * (lane_height - 7) / (hi - lo))
+            area[zero, 1:-1] = LIGHT
+        mask = _lane_pixels(np.where(finite, x, 0.0), width, lane_height, lo, hi)
+        area[mask] = LINE
+
+    # the colour bar, beside the strip
+    bar_x = LEFT + width + 10
+    bar_top = strip_top
+    bar_h = max(strip_height, 100)
+    ramp = np.rint(np.linspace(render.LEVELS - 1, 0, bar_h)).astype(np.uint8)
+    canvas[bar_top : bar_top + bar_h, bar_x : bar_x + BAR_WIDTH] = ramp[:, None]
+
+    # the time axis
+    xs_per_sample = width / max(length_in, 1)
+    canvas[axis_top, LEFT : LEFT + width] = render.TEXT
+    step = _nice_step(length_in, max(2, width // 90))
+    ticks = np.arange(0, length_in, step)
+    tick_x = LEFT + np.minimum(((ticks + 0.5) * xs_per_sample).astype(int), width - 1)
+    for x in tick_x:
+        canvas[axis_top : axis_top + 4, x] = render.TEXT
+
+    image = Image.fromarray(canvas)
+    image.putpalette(_palette(cmap))
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"  # no anti-aliasing: it would invent palette indices
+    frame = (bar_x - 1, bar_top - 1, bar_x + BAR_WIDTH, bar_top + bar_h)
+    draw.rectangle(frame, outline=render.TEXT)
+
+    header = (
+        f"{title}   [{maps.shape[0]} ch x {maps.shape[1]}]   one step = "
+        f"{_clean(axis.stride)} input samples, first at {_clean(axis.offset)}"
+    )
+    _text(draw, 4, TITLE_HEIGHT / 2 + 1, _fit_text(draw, header, total_width - 8))
+    for k, (lo, hi) in zip(lanes, lane_ranges, strict=True):
+        top = lanes_top + k * (lane_height + 2)
+        name = signal_names[k] if signal_names and k < len(signal_names) else f"in {k}"
+        if lane_height >= 30:
+            _text(draw, LEFT - 4, top + lane_height / 2 - 6, _fit_text(draw, name, LEFT - 8),
+                  "right")
+            peak = max(abs(lo), abs(hi))
+            _text(draw, LEFT - 4, top + lane_height / 2 + 6,
+                  _fit_text(draw, f"±{peak:.3g}", LEFT - 8), "right")
+        else:
+            _text(draw, LEFT - 4, top + lane_height / 2, _fit_text(draw, name, LEFT - 8), "right")
+    if signal is not None and signal.shape[0] > len(lanes):
+        _text(draw, LEFT + 4, lanes_bottom + 3, f"(+{signal.shape[0] - len(lanes)} more inputs)")
+    every = max(1, math.ceil(TEXT_HEIGHT / pitch))
+    for i in range(0, n, every):
+        _text(draw, LEFT - 4, strip_top + i * pitch + row / 2, f"ch {channels[i]}", "right")
+
+    label_x = bar_x + BAR_WIDTH + 5
+    bar_bottom = bar_top + bar_h - 1
+    if normalize == "layer":
+        lo, hi = (float(v) for v in ranges[0])
+        labels = [(bar_top, f"{hi:.3g}"), (bar_bottom, f"{lo:.3g}")]
+        if centred:
+            labels.append(((bar_top + bar_bottom) / 2, "0"))
+    else:
+        labels = (
+            [(bar_top, "+max"), ((bar_top + bar_bottom) / 2, "0"), (bar_bottom, "-max")]
+            if centred
+            else [(bar_top, "max"), (bar_bottom, "min")]
+        )
+    for y, text in labels:
+        draw.line((bar_x + BAR_WIDTH, round(y), bar_x + BAR_WIDTH + 3, round(y)), fill=render.TEXT)
+        _text(draw, label_x, y, text)
+    below = bar_bottom + 10
+    if normalize != "layer":
+        overall = (float(ranges[:, 0].min()), float(ranges[:, 1].max())) if n else (0.0, 0.0)
+        _text(draw, bar_x - 6, below, "per channel")
+        _text(draw, bar_x - 6, below + 12, f"lo {overall[0]:.3g}")
+        _text(draw, bar_x - 6, below + 24, f"hi {overall[1]:.3g}")
+    for t, x in zip(ticks, tick_x, strict=True):
+        _text(draw, x, axis_top + 11, f"{int(t)}", "centre")
+    unit = f"time: input samples @ {sample_rate} Hz" if sample_rate else "time: input samples"
+    _text(draw, LEFT + width, axis_top + 23, unit, "right")
+
+    layout = {
+        "width": total_width,
+        "height": height,
+        "plot_x": LEFT,
+        "plot_width": width,
+        "lanes_top": lanes_top,
+        "lane_height": lane_height,
+        "lane_gap": 2,
+        "strip_top": strip_top,
+        "row_height": row,
+        "row_gap": gap,
+        "samples_per_pixel": round(length_in / width, 6),
+    }
+    return image, ranges, layout, lanes

@@ -1,0 +1,182 @@
+"""Fuzzing: whatever bytes a model, image, tensor or series file holds, ``fmviz`` exits 0 or 2.
+
+Never 3 (internal error), never a traceback, never an exception out of ``fmviz.cli.main``.
+Inputs are random bytes and, more usefully, valid corpus files with a few bytes flipped, cut
+or inserted, so the parsers get past their first check.
+
+The suite runs a fixed, small number of examples per test (derandomized, so CI is stable). To
+hunt for new bugs, set ``FMVIZ_FUZZ_EXAMPLES=2000``: more examples, and a fresh random seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fmviz.cli import main
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+_HUNT = "FMVIZ_FUZZ_EXAMPLES" in os.environ
+FUZZ = settings(
+    max_examples=int(os.environ.get("FMVIZ_FUZZ_EXAMPLES", "50")),
+    deadline=None,
+    derandomize=not _HUNT,
+    database=None if not _HUNT else settings.default.database,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("fuzz")
+    for name in ("ok.onnx", "series.onnx", "dynamic.onnx"):
+        shutil.copy(CORPUS / "models" / name, folder / name)
+    shutil.copy(CORPUS / "images" / "ok.png", folder / "ok.png")
+    return folder
+
+
+def run_quietly(args: list[str]) -> tuple[int, str]:
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = main(args)  # must not raise
+    return code, err.getvalue()
+
+
+def check(code: int, err: str) -> None:
+    assert "Traceback" not in err, err
+    assert "internal error" not in err, err
+    assert code in (0, 2), (code, err)
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1 and err.startswith("Error: "), err
+
+
+def mutated(seed: bytes, max_edits: int = 8) -> st.SearchStrategy[bytes]:
+    """``seed`` with a few bytes overwritten, removed or inserted, or cut short."""
+
+    @st.composite
+    def build(draw) -> bytes:
+        data = bytearray(seed)
+        for _ in range(draw(st.integers(1, max_edits))):
+            if not data:
+                break
+            position = draw(st.integers(0, len(data) - 1))
+            action = draw(st.sampled_from(["set", "set", "set", "delete", "insert", "cut"]))
+            if action == "set":
+                data[position] = draw(st.integers(0, 255))
+            elif action == "delete":
+                del data[position : position + draw(st.integers(1, 16))]
+            elif action == "insert":
+                data[position:position] = draw(st.binary(min_size=1, max_size=16))
+            else:
+                del data[position:]
+        return bytes(data)
+
+    return build()
+
+
+def corpus_bytes(*names: str) -> list[bytes]:
+    return [(CORPUS / name).read_bytes() for name in names]
+
+
+def any_of_mutated(*names: str, raw_max: int = 512) -> st.SearchStrategy[bytes]:
+    return st.one_of(
+        st.binary(max_size=raw_max), *[mutated(data) for data in corpus_bytes(*names)]
+    )
+
+
+def _fresh_out(work: Path) -> Path:
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    return out
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@FUZZ
+@given(data=any_of_mutated("models/ok.onnx", "models/extra.onnx", "models/only-if.onnx"))
+def test_fuzz_model_bytes(work, data):
+    model = work / "fuzzed.onnx"
+    model.write_bytes(data)
+    check(*run_quietly(["layers", str(model), "--json"]))
+    check(*run_quietly(["run", str(model), str(work / "ok.png"), "-o", str(_fresh_out(work))]))
+
+
+# ----------------------------------------------------------------------------- images
+
+
+IMAGE_SEEDS = (
+    "images/ok.png",
+    "images/exif-rotated.jpg",
+    "images/animated.gif",
+    "images/tiny.bmp",
+    "images/cmyk.tif",
+    "images/animated.webp",
+    "images/palette-transparent.png",
+    "images/grey16.png",
+)
+
+
+@FUZZ
+@given(
+    data=any_of_mutated(*IMAGE_SEEDS),
+    suffix=st.sampled_from([".png", ".jpg", ".gif", ".bmp", ".tif", ".webp"]),
+)
+def test_fuzz_image_bytes(work, data, suffix):
+    picture = work / f"fuzzed{suffix}"
+    picture.write_bytes(data)
+    out = _fresh_out(work)
+    check(*run_quietly(["run", str(work / "ok.onnx"), str(picture), "-o", str(out)]))
+    check(*run_quietly(["run", str(work / "dynamic.onnx"), str(picture), "-o", str(out)]))
+
+
+# ----------------------------------------------------------------------------- tensors
+
+
+@FUZZ
+@given(data=any_of_mutated("tensors/ok.npy", "tensors/ok.npz", "tensors/object.npy"))
+def test_fuzz_npy_bytes(work, data):
+    tensor = work / ("fuzzed.npz" if data[:2] == b"PK" else "fuzzed.npy")
+    tensor.write_bytes(data)
+    check(*run_quietly(["run", str(work / "ok.onnx"), str(tensor), "-o", str(_fresh_out(work))]))
+
+
+# ----------------------------------------------------------------------------- series
+
+CSV_ALPHABET = st.sampled_from(
+    list("0123456789,,,\n\n\n\r\t \"'-+.eE") + ["nan", "inf", "1e999", "a", "\x00", "é", ";"]
+)
+
+
+@FUZZ
+@given(
+    text=st.one_of(
+        st.lists(CSV_ALPHABET, max_size=200).map("".join),
+        st.text(max_size=200),
+        mutated((CORPUS / "series" / "ok.csv").read_bytes()).map(
+            lambda b: b.decode("utf-8", "replace")
+        ),
+    ),
+    suffix=st.sampled_from([".csv", ".tsv"]),
+    length=st.sampled_from([None, "1", "7", "64"]),
+)
+def test_fuzz_csv_text(work, text, suffix, length):
+    table = work / f"fuzzed{suffix}"
+    table.write_text(text, encoding="utf-8", errors="surrogatepass")
+    args = ["run", str(work / "series.onnx"), str(table), "-o", str(_fresh_out(work)), "-q"]
+    check(*run_quietly(args + (["--length", length] if length else [])))
+
+
+@FUZZ
+@given(data=any_of_mutated("series/stereo.wav", "series/nan.wav", raw_max=64))
+def test_fuzz_wav_bytes(work, data):
+    wav = work / "fuzzed.wav"
+    wav.write_bytes(data)
+    check(*run_quietly(["run", str(work / "series.onnx"), str(wav), "-o", str(_fresh_out(work))]))
