@@ -118,6 +118,23 @@ selection_options = _compose(
     click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads."),
 )
 
+def _max_memory(ctx, param, value):
+    if value is None:
+        return None
+    from .model import parse_size  # raises OptionError: one Error: line, exit 2
+
+    return parse_size(value)
+
+
+# Reusable by every command that captures maps (run, dead-filters).
+max_memory_option = click.option(
+    "--max-memory",
+    metavar="SIZE",
+    callback=_max_memory,
+    help="Memory the captured maps may take at once, e.g. 4G or 512M (default: a quarter of "
+    "RAM); beyond it the layers are captured in several passes, with the same results.",
+)
+
 input_options = _compose(
     click.option("--input", "input_name", metavar="NAME", help="Model input to feed the files to."),
     click.option(
@@ -176,10 +193,12 @@ def _input_options(kwargs: dict):
     )
 
 
-def _open_model(path: str, providers=(), threads=None):
+def _open_model(path: str, providers=(), threads=None, max_memory=None):
     from .model import open_model
 
-    return open_model(path, providers=providers or ("auto",), threads=threads)
+    return open_model(
+        path, providers=providers or ("auto",), threads=threads, max_memory=max_memory
+    )
 
 
 def _stderr(message: str) -> None:
@@ -279,6 +298,7 @@ def layers(model: str, stage: str, as_json: bool, debug: bool) -> None:
     help="Overlay opacity at the strongest activation.",
 )
 @click.option("--save-arrays", is_flag=True, help="Also write arrays.npz (float32, by tensor).")
+@max_memory_option
 @click.option(
     "--html",
     is_flag=True,
@@ -288,7 +308,8 @@ def layers(model: str, stage: str, as_json: bool, debug: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No notices on stderr.")
 @debug_option
 def run(model, inputs, out, patterns, stage, providers, threads, normalize, clip, cmap,
-        max_channels, alpha, save_arrays, html, as_json, quiet, debug, **kwargs) -> None:
+        max_channels, alpha, save_arrays, max_memory, html, as_json, quiet, debug,
+        **kwargs) -> None:
     """Write feature-map pictures and a manifest for each INPUT.
 
     INPUT is an image, a series (.csv .tsv .wav) or a tensor (.npy .npz); '-' reads paths from
@@ -319,7 +340,7 @@ def run(model, inputs, out, patterns, stage, providers, threads, normalize, clip
     paths = _expand_stdin(inputs)
     if not paths:
         raise click.UsageError("no input paths were given (stdin was empty)")
-    opened = _open_model(model, providers, threads)
+    opened = _open_model(model, providers, threads, max_memory)
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
     for folder, manifest in run_inputs(opened, paths, options, notify=notify):
         if as_json:

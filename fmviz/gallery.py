@@ -899,11 +899,13 @@ function setup(section){
     var base = (T && T.fit && hasTiles()) ? T.fit : img.naturalWidth;
     var k = Math.max(1, Math.min(16, Math.floor(TARGET / base)));
     img.style.width = (img.naturalWidth * k) + "px";
+    img.dataset.fitted = img.getAttribute("src");
   }
   function show(view){
     if (!srcOf[view] || !img) return;
     img.src = srcOf[view];
     img.dataset.view = view;
+    if (img.complete) fit();  // from the cache: no flicker at the wrong size
     img.alt = view + " of layer " + L.name;
     buttons.forEach(function(b){
       b.setAttribute("aria-pressed", String(b.dataset.view === view));

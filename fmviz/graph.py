@@ -163,11 +163,13 @@ class ModelGraph:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_model(path: str | os.PathLike) -> ModelGraph:
+def load_model(path: str | os.PathLike, expose_if: bool = False) -> ModelGraph:
     """Load an ONNX file safely and find its layers.
 
     External data is read only from inside the model's folder; anything that is not an ONNX
-    model raises :class:`ModelError` naming the file.
+    model raises :class:`ModelError` naming the file. With ``expose_if``, convolutions inside
+    ``If`` branches are threaded out as extra outputs of their ``If`` (see
+    :mod:`fmviz.controlflow`) and become layers; those in ``Loop``/``Scan`` stay unreachable.
     """
     path = Path(path)
     if not path.exists():
@@ -206,6 +208,15 @@ def load_model(path: str | os.PathLike) -> ModelGraph:
         if reason is None:
             raise
         raise ModelError(f"{path}: not a valid ONNX model ({reason})") from exc
+    if expose_if and any(u.parent_op == "If" for u in unreachable):
+        from .controlflow import thread_if_outputs
+
+        proto, threaded = thread_if_outputs(proto, start_index=len(layers))
+        layers = layers + threaded
+        # what could not be threaded (Loop and Scan bodies, or convs under them) stays listed
+        still_inside = find_unreachable(proto.graph)
+        threaded_names = {layer.name for layer in threaded}
+        unreachable = [u for u in still_inside if u.name not in threaded_names]
     return ModelGraph(
         path=path,
         proto=proto,

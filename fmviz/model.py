@@ -98,9 +98,15 @@ class Model:
         unreachable = self.graph.unreachable
         if unreachable:
             parents = sorted({f"{u.parent_op} {u.parent!r}" for u in unreachable})
+            hint = (
+                " (--expose-if threads those inside If branches out)"
+                if any(u.parent_op == "If" for u in unreachable)
+                else ""
+            )
             return (
                 f"{self.path}: no convolution in the main graph; {len(unreachable)} sit inside "
-                f"control flow ({', '.join(parents[:3])}) where onnxruntime cannot expose them"
+                f"control flow ({', '.join(parents[:3])}) where onnxruntime cannot expose "
+                f"them{hint}"
             )
         return f"{self.path}: no convolution layer (Conv, ConvTranspose, QLinearConv, ConvInteger)"
 
@@ -186,7 +192,9 @@ class Model:
                 providers=[],
                 feeds=record,
                 notices=notices + plan.notices(),
-                timings_ms={"prepare": (prepared_at - started) * 1000, "inference": 0.0},
+                timings_ms={
+                    "prepare": (prepared_at - started) * 1000, "session": 0.0, "inference": 0.0
+                },
                 passes=plan.passes,
             )
             maps = _GroupedMaps(self, capture, feeds, plan)
@@ -287,7 +295,9 @@ class Model:
         stage: str,
         prepared=None,
         single: bool = False,
+        timings: dict[str, float] | None = None,
     ) -> dict[int, np.ndarray]:
+        started = time.perf_counter()
         tensors = list(dict.fromkeys(layer.tensor(stage) for layer in group))
         if single:
             session = self.session(tensors)
@@ -297,7 +307,13 @@ class Model:
                       if t not in mine]
             session = self.session(tensors, pinned=pinned)
         self._last_providers = session.providers
+        opened = time.perf_counter()
         outputs = self._run(session, dict(feeds), tensors, prepared)
+        if timings is not None:
+            timings["session"] = timings.get("session", 0.0) + (opened - started) * 1000
+            timings["inference"] = (
+                timings.get("inference", 0.0) + (time.perf_counter() - opened) * 1000
+            )
         return {layer.index: outputs[layer.tensor(stage)] for layer in group}
 
     def _pinned_session(self, tensors: tuple[str, ...], pinned: Sequence[str]) -> Session:
@@ -378,13 +394,20 @@ def open_model(
     providers: Sequence[str] = ("auto",),
     threads: int | None = None,
     max_memory: int | str | None = None,
+    expose_if: bool = False,
 ) -> Model:
     """Load an ONNX model safely; onnxruntime starts only when something is captured.
 
     ``max_memory`` (bytes, or a SIZE such as ``"4G"``) bounds the captured maps of one pass;
-    default a quarter of physical memory.
+    default a quarter of physical memory. ``expose_if`` makes convolutions inside ``If``
+    branches capturable (threaded out as extra ``If`` outputs).
     """
-    return Model(load_model(path), providers=providers, threads=threads, max_memory=max_memory)
+    return Model(
+        load_model(path, expose_if=expose_if),
+        providers=providers,
+        threads=threads,
+        max_memory=max_memory,
+    )
 
 
 # ----------------------------------------------------------------------------- memory bound
@@ -538,15 +561,12 @@ class _GroupedMaps(Mapping):
             return maps[index]
 
     def _run(self, group: int) -> dict[int, np.ndarray]:
-        started = time.perf_counter()
-        layers = self._plan.groups[group]
+        capture = self._capture
         maps = self._model._run_pass(
-            self._feeds, layers, self._capture.layers, self._capture.stage, self._capture.input
+            self._feeds, self._plan.groups[group], capture.layers, capture.stage, capture.input,
+            timings=capture.timings_ms,
         )
         self.runs += 1
-        timings = self._capture.timings_ms
-        elapsed = (time.perf_counter() - started) * 1000
-        timings["inference"] = timings.get("inference", 0.0) + elapsed
         return maps
 
     def __iter__(self):

@@ -5,28 +5,45 @@ minimum, maximum, sum, sum of squares and the number of positions with |a| > eps
 feature maps out of the session only to reduce them in numpy would cost a copy of every map and
 several passes over it in Python; instead :func:`reduction_model` adds nodes to the graph that
 reduce each captured tensor ``[N, C, ...]`` to ``[N, C]`` arrays, so only tiny arrays leave the
-session and the reductions run while the map is still warm in the cache.
+session.
 
 For a captured tensor ``x`` the added nodes are::
 
-    x ─(Cast to float when x is not float/double)─ Reshape [0, 0, -1] ─┬─ ReduceMin       ─▶ min
-                                                                        ├─ ReduceMax       ─▶ max
-                                                                        ├─ ReduceSum       ─▶ sum
-                                                                        ├─ ReduceSumSquare ─▶ sumsq
-                                                                        ├─ Abs ─ Greater(eps) ─
-                                                                        │  Cast(int32) ─ ReduceSum ─▶ active
-                                                                        └─ Shape           ─▶ shape
+    x ─(Cast to float when x is not float32)─ Reshape [0, 0, -1] ─┬─ ReduceMin              ─▶ min
+                                                                   ├─ ReduceMax              ─▶ max
+                                                                   ├─ ReduceSum              ─▶ sum
+                                                                   ├─ Mul(x, x) ─ ReduceSum  ─▶ sumsq
+                                                                   ├─ (Abs) ─ HardSigmoid ─
+                                                                   │          ReduceSum      ─▶ active
+                                                                   └─ Shape (of x)           ─▶ shape
 
-(``Abs`` is left out where the activation cannot be negative: ReLU, ReLU6, sigmoid, ...), all
-reducing axis 2 with ``keepdims=0``. ``max |a|`` is ``max(max, -min)``, so it needs no pass of its
-own. The Reduce ops use the form the model's opset defines: ``axes`` as an input from opset 18
+all reducing axis 2 with ``keepdims=0``; ``max |a|`` is ``max(max, -min)`` and needs no pass of
+its own, and ``Abs`` is left out where the activation cannot be negative (ReLU, ReLU6, ...).
+
+The active count is the one statistic that needs a per-element test. ``Greater`` + ``Cast`` +
+``ReduceSum`` does it in three passes; a single ``HardSigmoid`` does it in one:
+``clip(alpha * x + beta, 0, 1)`` with ``alpha = 1 / ulp(eps)`` (a power of two) and
+``beta = -alpha * eps`` is exactly 0 for every float32 ``x <= eps`` and exactly 1 for every
+``x > eps``: ``alpha * x`` is exact, and near ``eps`` both products are integers below 2**24, so
+their difference is exact and at least 1 as soon as ``x`` is one ulp above ``eps``. ``eps`` is
+rounded *down* to float32 first, so that ``x > eps32`` holds exactly for the float32 values
+``x > eps``. Outside float32's comfortable range (``eps`` of 0, or below 2**-100) the graph falls
+back to ``Greater`` + ``Cast``.
+
+Measured on a MobileNetV2-shaped model (52 layers, batch 16, 2 CPU cores), onnxruntime's kernel
+time for these nodes is about 1.1x that of the convolutions themselves; ``ReduceSumSquare``,
+``Greater`` + ``Cast`` and pooling-based alternatives measured 1.2x to 2x. A third of the cost is
+the ``ReorderOutput`` that onnxruntime inserts to hand its blocked (NCHWc) maps to ordinary
+nodes.
+
+The Reduce ops use the form the model's opset defines: ``axes`` as an input from opset 18
 (opset 13 for ReduceSum), as an attribute before. The model's own ``ir_version`` is kept.
 
 Non-finite values: ReduceMin/ReduceMax do not handle NaN consistently, so their results cannot
 be trusted when a map holds NaN or infinity. Any NaN or infinity makes that input's ``sum`` (or
 ``sumsq``) non-finite, which is how a caller detects it (see ``fmviz.scan``): such batches are
-run again with the raw maps and reduced in numpy, where non-finite values are counted and left
-out of min, max, sum and sum of squares.
+run again with the raw maps and reduced in numpy by :func:`numpy_reductions`, where non-finite
+values are counted and left out of min, max, sum and sum of squares.
 """
 
 from __future__ import annotations
@@ -39,12 +56,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 # Activations whose output is never negative: |a| = a, so the Abs pass can be skipped.
-NON_NEGATIVE_ACTIVATIONS = frozenset(
-    {"Relu", "ReLU6", "Sigmoid", "HardSigmoid", "Softplus"}
-)
+NON_NEGATIVE_ACTIVATIONS = frozenset({"Relu", "ReLU6", "Sigmoid", "HardSigmoid", "Softplus"})
 FIELDS = ("min", "max", "sum", "sumsq", "active")
-_FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE)
-_QUANTIZED_OPS = frozenset({"QLinearConv", "ConvInteger"})
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,31 @@ def default_opset(proto: onnx.ModelProto) -> int:
         if entry.domain in ("", "ai.onnx"):
             return int(entry.version)
     return 1
+
+
+def float32_at_most(value: float) -> np.float32:
+    """The largest float32 <= ``value``: float32 maps compare against it exactly as against
+    ``value`` (no float32 lies between the two)."""
+    rounded = np.float32(value)
+    if float(rounded) > value:
+        rounded = np.nextafter(rounded, np.float32(-np.inf))
+    return rounded
+
+
+def hard_sigmoid_step(eps: float) -> tuple[float, float] | None:
+    """``(alpha, beta)`` such that HardSigmoid is exactly the step ``x > eps`` on float32 maps.
+
+    None where ``eps`` is outside the range where that holds (0, tiny or huge values).
+    """
+    eps32 = float32_at_most(eps)
+    if not np.isfinite(eps32) or eps32 <= 0:
+        return None
+    _, exponent = np.frexp(eps32)  # eps32 = m * 2**exponent, m in [0.5, 1)
+    low = int(exponent) - 1  # eps32 in [2**low, 2**(low + 1))
+    if not -100 <= low <= 100:
+        return None
+    alpha = 2.0 ** (23 - low)  # 1 / ulp(eps32)
+    return alpha, -alpha * float(eps32)
 
 
 def _reduce(op: str, x: str, out: str, opset: int, axes_name: str, name: str) -> onnx.NodeProto:
@@ -123,9 +161,8 @@ def reduction_model(
     """Serialize ``proto`` with per-channel reductions of each target added as outputs.
 
     The nodes of each target are inserted right after the node that produces it, so that
-    onnxruntime (which orders ready nodes by their position) reduces a map as soon as it exists
-    rather than keeping every map alive until the end. ``proto`` is restored before returning:
-    the (possibly large) model is never copied.
+    onnxruntime (which prefers ready nodes by their position) reduces a map soon after it
+    exists. ``proto`` is restored before returning: the (possibly large) model is never copied.
     """
     graph = proto.graph
     opset = default_opset(proto)
@@ -133,80 +170,78 @@ def reduction_model(
     targets = list({t.tensor: t for t in targets}.values())
     types = _elem_types(proto, {t.tensor for t in targets})
     producer_position = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    step = hard_sigmoid_step(eps)
 
-    initializers = [
-        numpy_helper.from_array(np.array([2], dtype=np.int64), f"{prefix}/axes"),
-        numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), f"{prefix}/shape3"),
-        numpy_helper.from_array(np.array(eps, dtype=np.float32), f"{prefix}/eps_f32"),
-        numpy_helper.from_array(np.array(eps, dtype=np.float64), f"{prefix}/eps_f64"),
-    ]
     axes = f"{prefix}/axes"
+    initializers = [
+        numpy_helper.from_array(np.array([2], dtype=np.int64), axes),
+        numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), f"{prefix}/shape3"),
+    ]
+    eps_names = {}  # elem type -> name of the eps constant, added when first needed
+
+    def eps_constant(elem: int) -> str:
+        if elem not in eps_names:
+            name = f"{prefix}/eps{len(eps_names)}"
+            dtype = np.float64 if elem == TensorProto.DOUBLE else np.float32
+            value = float32_at_most(eps) if dtype == np.float32 else eps
+            initializers.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
+            eps_names[elem] = name
+        return eps_names[elem]
+
     inserts: list[tuple[int, list[onnx.NodeProto]]] = []
     outputs: list[onnx.ValueInfoProto] = []
     described: list[ReducedOutputs] = []
     for number, target in enumerate(targets):
         p = f"{prefix}/{number}"
-        x = target.tensor
         nodes: list[onnx.NodeProto] = []
-        elem = types.get(x)
-        if elem is None:
-            elem = TensorProto.UINT8 if target.quantized else TensorProto.FLOAT
-            needs_cast = target.quantized
-        else:
-            needs_cast = elem not in _FLOAT_TYPES
-        if needs_cast:
-            nodes.append(helper.make_node("Cast", [x], [f"{p}/float"], name=f"{p}/cast",
-                                          to=TensorProto.FLOAT))
-            x, elem = f"{p}/float", TensorProto.FLOAT
-        nodes.append(helper.make_node("Reshape", [x, f"{prefix}/shape3"], [f"{p}/flat"],
-                                      name=f"{p}/reshape"))
-        flat = f"{p}/flat"
+
+        def node(op: str, inputs: list[str], out: str, **attrs) -> str:
+            nodes.append(helper.make_node(op, inputs, [f"{p}/{out}"], name=f"{p}/{out}", **attrs))
+            return f"{p}/{out}"
+
+        x = target.tensor
+        elem = types.get(x, TensorProto.UINT8 if target.quantized else TensorProto.FLOAT)
+        if elem not in (TensorProto.FLOAT, TensorProto.DOUBLE):
+            x = node("Cast", [x], "float", to=TensorProto.FLOAT)
+            elem = TensorProto.FLOAT
+        flat = node("Reshape", [x, f"{prefix}/shape3"], "flat")
         names = ReducedOutputs(
             tensor=target.tensor,
-            min=f"{p}/min",
-            max=f"{p}/max",
-            sum=f"{p}/sum",
-            sumsq=f"{p}/sumsq",
+            min=_add(nodes, _reduce("ReduceMin", flat, f"{p}/min", opset, axes, f"{p}/min")),
+            max=_add(nodes, _reduce("ReduceMax", flat, f"{p}/max", opset, axes, f"{p}/max")),
+            sum=_add(nodes, _reduce("ReduceSum", flat, f"{p}/sum", opset, axes, f"{p}/sum")),
+            sumsq=_add(
+                nodes,
+                _reduce("ReduceSum", node("Mul", [flat, flat], "square"), f"{p}/sumsq", opset,
+                        axes, f"{p}/sumsq"),
+            ),
             active=f"{p}/active",
-            shape=f"{p}/shape",
+            shape=node("Shape", [target.tensor], "shape"),
         )
-        nodes.append(_reduce("ReduceMin", flat, names.min, opset, axes, f"{p}/reduce_min"))
-        nodes.append(_reduce("ReduceMax", flat, names.max, opset, axes, f"{p}/reduce_max"))
-        nodes.append(_reduce("ReduceSum", flat, names.sum, opset, axes, f"{p}/reduce_sum"))
-        nodes.append(
-            _reduce("ReduceSumSquare", flat, names.sumsq, opset, axes, f"{p}/reduce_sumsq")
-        )
-        magnitude = flat
-        if not target.non_negative:
-            nodes.append(helper.make_node("Abs", [flat], [f"{p}/abs"], name=f"{p}/abs"))
-            magnitude = f"{p}/abs"
-        eps_name = f"{prefix}/eps_f64" if elem == TensorProto.DOUBLE else f"{prefix}/eps_f32"
-        nodes.append(helper.make_node("Greater", [magnitude, eps_name], [f"{p}/is_active"],
-                                      name=f"{p}/greater"))
-        nodes.append(helper.make_node("Cast", [f"{p}/is_active"], [f"{p}/active_int"],
-                                      name=f"{p}/cast_active", to=TensorProto.INT32))
-        nodes.append(_reduce("ReduceSum", f"{p}/active_int", names.active, opset, axes,
-                             f"{p}/reduce_active"))
-        nodes.append(helper.make_node("Shape", [target.tensor], [names.shape], name=f"{p}/shape"))
-        position = producer_position.get(target.tensor, -1)  # -1: a graph input
-        inserts.append((position, nodes))
-        value_type = elem
-        for name in (names.min, names.max, names.sum, names.sumsq):
-            outputs.append(helper.make_tensor_value_info(name, value_type, None))
-        outputs.append(helper.make_tensor_value_info(names.active, TensorProto.INT32, None))
+        magnitude = flat if target.non_negative else node("Abs", [flat], "abs")
+        if step is not None and elem == TensorProto.FLOAT:
+            alpha, beta = step
+            indicator = node("HardSigmoid", [magnitude], "is_active", alpha=alpha, beta=beta)
+        else:
+            greater = node("Greater", [magnitude, eps_constant(elem)], "greater")
+            indicator = node("Cast", [greater], "is_active", to=elem)
+        _add(nodes, _reduce("ReduceSum", indicator, names.active, opset, axes, names.active))
+        inserts.append((producer_position.get(target.tensor, -1), nodes))  # -1: a graph input
+        for name in (names.min, names.max, names.sum, names.sumsq, names.active):
+            outputs.append(helper.make_tensor_value_info(name, elem, None))
         outputs.append(helper.make_tensor_value_info(names.shape, TensorProto.INT64, None))
         described.append(names)
 
-    # Insert from the back so earlier positions stay valid.
+    # Insert in ascending position; each insertion shifts the later ones by its length.
     inserts.sort(key=lambda item: item[0])
-    inserted: list[int] = []  # final indices of the inserted nodes, for the cleanup
-    offset_by_position = 0
+    inserted: list[int] = []
+    shift = 0
     for position, nodes in inserts:
-        at = position + 1 + offset_by_position
-        for k, node in enumerate(nodes):
-            graph.node.insert(at + k, node)
+        at = position + 1 + shift
+        for k, new_node in enumerate(nodes):
+            graph.node.insert(at + k, new_node)
         inserted.extend(range(at, at + len(nodes)))
-        offset_by_position += len(nodes)
+        shift += len(nodes)
     graph.initializer.extend(initializers)
     graph.output.extend(outputs)
     try:
@@ -220,11 +255,16 @@ def reduction_model(
             del graph.node[index]
 
 
+def _add(nodes: list[onnx.NodeProto], new: onnx.NodeProto) -> str:
+    nodes.append(new)
+    return new.output[0]
+
+
 def numpy_reductions(array: np.ndarray, eps: float) -> dict[str, np.ndarray]:
     """The same reductions in numpy (float64), for checks and for maps with NaN or infinity.
 
     Returns ``[N, C]`` arrays ``min``, ``max``, ``sum``, ``sumsq`` over the finite values,
-    ``active`` (positions with |a| > eps; infinity counts, NaN does not), ``nonfinite`` and
+    ``active`` (positions with |a| > eps; infinity counts, NaN does not) and ``nonfinite``, and
     ``positions`` (per input). A channel with no finite value has min +inf and max -inf.
     """
     if array.ndim < 2:

@@ -696,7 +696,7 @@ def series_image(
     strip_top = lanes_bottom + (8 if lanes else 0)
     strip_height = n * (row + gap) - gap
     axis_top = strip_top + strip_height + 2
-    height = max(axis_top + AXIS_HEIGHT, strip_top + max(strip_height, 100) + 52)
+    height = max(axis_top + AXIS_HEIGHT, strip_top + max(strip_height, 100) + 58)
     total_width = LEFT + width + PANEL_WIDTH
     canvas = np.full((height, total_width), render.PANEL, dtype=np.uint8)
 
@@ -749,8 +749,9 @@ def series_image(
     frame = (bar_x - 1, bar_top - 1, bar_x + BAR_WIDTH, bar_top + bar_h)
     draw.rectangle(frame, outline=render.TEXT)
 
+    shown_text = f", {n} strongest shown" if n < maps.shape[0] else ""
     header = (
-        f"{title}   [{maps.shape[0]} ch x {maps.shape[1]}]   one step = "
+        f"{title}   [{maps.shape[0]} ch x {maps.shape[1]}{shown_text}]   one step = "
         f"{_clean(axis.stride)} input samples, first at {_clean(axis.offset)}"
     )
     _text(draw, 4, TITLE_HEIGHT / 2 + 1, _fit_text(draw, header, total_width - 8))
@@ -787,7 +788,7 @@ def series_image(
     for y, text in labels:
         draw.line((bar_x + BAR_WIDTH, round(y), bar_x + BAR_WIDTH + 3, round(y)), fill=render.TEXT)
         _text(draw, label_x, y, text)
-    below = bar_bottom + 10
+    below = bar_bottom + 16
     if normalize != "layer":
         overall = (float(ranges[:, 0].min()), float(ranges[:, 1].max())) if n else (0.0, 0.0)
         _text(draw, bar_x - 6, below, "per channel")

@@ -5,7 +5,8 @@ one Playwright downloads: ``playwright install`` is not needed and must not run.
 ``FMVIZ_CHROMIUM`` to use another executable. Where Playwright or a Chromium is missing, the
 tests that need them are skipped with a reason that says what to install.
 
-Plain helpers (no fixtures here): :func:`launch` and :class:`Watch`.
+Set ``FMVIZ_REQUIRE_BROWSER=1`` (CI does) to make a missing Playwright or Chromium fail the
+tests instead of skipping them. Plain helpers (no fixtures here): :func:`launch`, :class:`Watch`.
 """
 
 from __future__ import annotations
@@ -52,12 +53,16 @@ def launch() -> Iterator[object]:
     A Chromium that is installed but fails to start is an error, not a skip: CI installs one
     precisely so that these tests run.
     """
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
-    )
+    required = os.environ.get("FMVIZ_REQUIRE_BROWSER") == "1"  # CI: a skip would hide a gap
+    try:
+        from playwright import sync_api
+    except ModuleNotFoundError:
+        missing = "playwright is not installed (pip install playwright)"
+        pytest.fail(missing) if required else pytest.skip(missing)
     executable = find_chromium()
     if executable is None:
-        pytest.skip(f"no Chromium found: {INSTALL_HINT}")
+        missing = f"no Chromium found: {INSTALL_HINT}"
+        pytest.fail(missing) if required else pytest.skip(missing)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:

@@ -210,7 +210,8 @@ def test_model_with_convolutions_only_inside_if(files, capsys):
     assert_error(
         cli(["run", files["only_if"], files["picture"], "-o", files["root"] / "o"], capsys),
         f"{files['only_if']}: no convolution in the main graph; 2 sit inside control flow "
-        "(If 'branch') where onnxruntime cannot expose them",
+        "(If 'branch') where onnxruntime cannot expose them "
+        "(--expose-if threads those inside If branches out)",
     )
 
 

@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -43,18 +44,27 @@ def work(tmp_path_factory) -> Path:
 
 
 def run_quietly(args: list[str]) -> tuple[int, str]:
+    """Run the CLI; any Python warning counts as stderr noise (the real CLI would print it)."""
     err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        code = main(args)  # must not raise
-    return code, err.getvalue()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for quiet in (ResourceWarning, DeprecationWarning, PendingDeprecationWarning):
+            warnings.simplefilter("ignore", quiet)  # as the default filters of `fmviz` do
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = main(args)  # must not raise
+    noise = "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+    return code, noise + err.getvalue()
 
 
 def check(code: int, err: str) -> None:
     assert "Traceback" not in err, err
     assert "internal error" not in err, err
     assert code in (0, 2), (code, err)
+    lines = err.strip().splitlines()
     if code == 2:
-        assert len(err.strip().splitlines()) == 1 and err.startswith("Error: "), err
+        assert len(lines) == 1 and err.startswith("Error: "), err
+    else:
+        assert all(line.startswith("note: ") for line in lines), err
 
 
 def mutated(seed: bytes, max_edits: int = 8) -> st.SearchStrategy[bytes]:

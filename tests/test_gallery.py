@@ -371,7 +371,8 @@ def open_page(page, path: Path):
 
 
 def image_width(img) -> int:
-    """naturalWidth once the picture has loaded or failed (lazy ones are scrolled to first)."""
+    """naturalWidth once the picture has loaded or failed (lazy ones are scrolled to first) and,
+    for a layer's picture, once the page has sized it (``data-fitted``)."""
     return img.evaluate(
         """async (img) => {
             img.scrollIntoView();
@@ -379,14 +380,37 @@ def image_width(img) -> int:
                 img.addEventListener("load", done, {once: true});
                 img.addEventListener("error", done, {once: true});
             });
+            for (let i = 0; i < 100 && img.naturalWidth && img.classList.contains("map")
+                            && img.dataset.fitted !== img.getAttribute("src"); i++)
+                await new Promise((frame) => requestAnimationFrame(frame));
             return img.naturalWidth;
         }"""
     )
 
 
+def shows(element, attribute: str, expected: str, timeout_ms: int = 5000) -> str | None:
+    """The element's attribute, polled until it equals ``expected`` or ``timeout_ms`` passed:
+    the page reacts to input in its own time, a busy CI machine can lag a frame or two."""
+    element.evaluate(
+        """(e, [name, value, ms]) => new Promise((done) => {
+            const end = performance.now() + ms;
+            const poll = () => (e.getAttribute(name) === value || performance.now() > end)
+                ? done() : requestAnimationFrame(poll);
+            poll();
+        })""",
+        [attribute, expected, timeout_ms],
+    )
+    return element.get_attribute(attribute)
+
+
 def tile_point(page, section: str, grid: dict, k: int) -> dict:
-    """Where tile ``k`` shows on screen, relative to the picture's padding box."""
-    scale = page.eval_on_selector(f"{section} img.map", "i => i.clientWidth / i.naturalWidth")
+    """Where tile ``k`` shows on screen, relative to the picture's padding box.
+
+    Waits for the picture first: after a view switch it loads, then is resized to fit.
+    """
+    img = page.query_selector(f"{section} img.map")
+    assert image_width(img) > 0
+    scale = img.evaluate("i => i.clientWidth / i.naturalWidth")
     r, c = divmod(k, grid["cols"])
     x = grid["gap"] + c * (grid["tile_width"] + grid["gap"]) + grid["tile_width"] / 2
     y = grid["gap"] + r * (grid["tile_height"] + grid["gap"]) + grid["tile_height"] / 2
@@ -426,10 +450,10 @@ def test_clicking_a_tile_shows_that_channel_enlarged_with_its_stats(page, run_fo
     page.click("#layer-0 img.map", position=tile_point(page, "#layer-0", grid, k))
     canvas = page.query_selector("#layer-0 canvas.zoom-tile")
     assert canvas.is_visible()
-    assert canvas.get_attribute("data-channel") == str(channel)
+    assert shows(canvas, "data-channel", str(channel)) == str(channel)
     # drawn, and from the grid picture
     page.wait_for_function("c => c.dataset.drawn === c.dataset.src", arg=canvas)
-    assert canvas.get_attribute("data-src") == layer["files"]["grid"]
+    assert shows(canvas, "data-src", layer["files"]["grid"]) == layer["files"]["grid"]
     stats = dict(
         page.eval_on_selector_all(
             "#layer-0 .zoom-stats dd", "l => l.map(d => [d.dataset.key, d.textContent])"
@@ -470,18 +494,20 @@ def test_clicking_a_tile_shows_that_channel_enlarged_with_its_stats(page, run_fo
 
     # Hovering another tile previews it; leaving the picture returns to the pinned one.
     other = (k + 1) % len(grid["channels"])
+    point = tile_point(page, "#layer-0", grid, other)  # scrolls the picture into view first
     box = page.query_selector("#layer-0 img.map").bounding_box()
-    point = tile_point(page, "#layer-0", grid, other)
     page.mouse.move(box["x"] + 1 + point["x"], box["y"] + 1 + point["y"])
-    assert canvas.get_attribute("data-channel") == str(grid["channels"][other])
+    other_channel = str(grid["channels"][other])
+    assert shows(canvas, "data-channel", other_channel) == other_channel
     page.mouse.move(2, 2)
-    assert canvas.get_attribute("data-channel") == str(channel)
+    assert shows(canvas, "data-channel", str(channel)) == str(channel)
 
     # In the heatmap view the enlarged tile comes from the heatmap picture.
     page.click("#layer-0 .views button[data-view=heatmap]")
     page.click("#layer-0 img.map", position=tile_point(page, "#layer-0", grid, other))
-    assert canvas.get_attribute("data-src") == layer["files"]["heatmap"]
-    assert canvas.get_attribute("data-channel") == str(grid["channels"][other])
+    heatmap = layer["files"]["heatmap"]
+    assert shows(canvas, "data-src", heatmap) == heatmap
+    assert shows(canvas, "data-channel", other_channel) == other_channel
     assert watch.problems() == {}
 
 
@@ -513,7 +539,8 @@ def test_channel_table_sorts_on_header_click(page, run_folder):
     # a row of a shown channel selects its tile
     shown = layer["grid"]["channels"][-1]
     page.click(f"{rows}[data-channel='{shown}']")
-    assert page.get_attribute("#layer-0 canvas.zoom-tile", "data-channel") == str(shown)
+    canvas = page.query_selector("#layer-0 canvas.zoom-tile")
+    assert shows(canvas, "data-channel", str(shown)) == str(shown)
     assert watch.problems() == {}
 
 
@@ -546,7 +573,8 @@ def test_series_rows_pick_channels(page, tmp_path):
     x = geometry["plot_x"] + geometry["plot_width"] / 2
     img.click(position={"x": x * scale, "y": (y + geometry["row_height"] / 2) * scale})
     canvas = page.query_selector("#layer-1 canvas.zoom-tile")
-    assert canvas.is_visible() and canvas.get_attribute("data-channel") == str(shown[k])
+    assert shows(canvas, "data-channel", str(shown[k])) == str(shown[k])
+    assert canvas.is_visible()
     page.wait_for_function("c => c.dataset.drawn === c.dataset.src", arg=canvas)
     assert page.text_content("#layer-1 .zoom-stats dd[data-key=channel]") == str(shown[k])
     assert page.query_selector("#layer-0 svg") is None  # the input signal sits above, once

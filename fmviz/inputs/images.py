@@ -50,7 +50,8 @@ def open_picture(path: Path, max_pixels: int | None = None):
         with warnings.catch_warnings(), _pillow_limit(max_pixels):
             # The limit (--max-pixels, else Pillow's warning threshold) is checked just below,
             # with a message that gives the size; Pillow's own warning would only repeat it.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Its other warnings (corrupt metadata, skipped tags) would be noise on stderr.
+            warnings.simplefilter("ignore")
             image = Image.open(path)
             width, height = image.size
             if limit and width * height > limit:
@@ -75,15 +76,19 @@ def open_picture(path: Path, max_pixels: int | None = None):
         raise InputError(f"{path}: not an image Pillow can read") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated / corrupt data
         raise InputError(f"{path}: cannot decode image ({exc})") from exc
+    except Exception as exc:  # Pillow's decoders also raise struct.error, IndexError, ...
+        raise InputError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     record = {"format": image.format, "mode": image.mode, "size": [width, height]}
     if frames > 1:
         record["frames"] = frames
         record["frame"] = 0
-    try:
-        oriented = ImageOps.exif_transpose(image)
-    except Exception:  # a corrupt EXIF block should not lose the picture itself
-        oriented = image
-    orientation = _exif_orientation(image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Corrupt EXIF data" and the like
+        try:
+            oriented = ImageOps.exif_transpose(image)
+        except Exception:  # a corrupt EXIF block should not lose the picture itself
+            oriented = image
+        orientation = _exif_orientation(image)
     if orientation not in (None, 1):
         record["exif_orientation"] = orientation
     return oriented, record

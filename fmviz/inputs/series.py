@@ -453,7 +453,9 @@ def _parse_fmt(fmt: bytes, path: Path) -> dict:
 def _decode(raw: bytes, info: dict, frames: int) -> np.ndarray:
     channels, bits = info["channels"], info["bits"]
     if info["kind"] == "float":
-        values = np.frombuffer(raw, dtype="<f4" if bits == 32 else "<f8").astype(np.float64)
+        stored = np.frombuffer(raw, dtype="<f4" if bits == 32 else "<f8")
+        with np.errstate(invalid="ignore"):  # signalling NaNs; read_wav refuses NaN just after
+            values = stored.astype(np.float64)
     elif bits == 8:
         values = (np.frombuffer(raw, dtype=np.uint8).astype(np.float64) - 128.0) / 128.0
     elif bits == 24:

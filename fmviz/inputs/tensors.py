@@ -30,6 +30,10 @@ def read_tensor(path: Path) -> np.ndarray:
         raise InputError(f"{path}: declares an array too large to load ({exc})") from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: not a valid .npy/.npz file ({exc})") from exc
+    except Exception as exc:  # numpy parses the header with tokenize/ast: TokenError, ...
+        raise InputError(
+            f"{path}: not a valid .npy/.npz file ({type(exc).__name__}: {exc})"
+        ) from exc
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             names = list(loaded.files)
