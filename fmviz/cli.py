@@ -363,6 +363,92 @@ def _expand_stdin(inputs) -> list[str]:
     return paths
 
 
+@cli.command("dead-filters")
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@selection_options
+@input_options
+@click.option("--eps", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+              help="A channel is active where |a| > EPS, dead where it never is.")
+@click.option("--rare", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+              help="Rare: not dead, and active at fewer than this fraction of positions.")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Inputs per batch (default 16; a model with a fixed batch size uses it).")
+@click.option("--limit", type=click.IntRange(min=1), help="Scan only the first N inputs.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Threads decoding inputs ahead of inference (default: up to 4).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("--report", "reports", multiple=True, metavar="PATH",
+              help="Write the report to PATH: .json, .md, .html or .csv (repeatable).")
+@click.option("--fail-on-dead", is_flag=True, help="Exit 1 if any channel is dead.")
+@click.option("--max-dead-fraction", type=click.FloatRange(0, 1), metavar="F",
+              help="Exit 1 if more than this fraction of all channels is dead.")
+@click.option("--strict", is_flag=True, help="Stop with exit 2 at the first unreadable input.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Save the statistics to FILE as the scan goes and on Ctrl-C; the same "
+              "command run again resumes from it.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=64, show_default=True,
+              metavar="N", help="Save the checkpoint every N inputs.")
+@click.option("--progress", is_flag=True, help="Show a progress bar even when stderr is no "
+              "terminal.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary, notices or progress.")
+@debug_option
+def dead_filters(model, inputs, patterns, stage, providers, threads, eps, rare, batch_size,
+                 limit, workers, as_json, reports, fail_on_dead, max_dead_fraction, strict,
+                 checkpoint, checkpoint_every, progress, quiet, debug, **kwargs) -> None:
+    """Find channels that never fire (dead), rarely fire, or never change over many INPUTs.
+
+    INPUTs are files, folders (searched recursively for images, series and tensors) and '-'
+    for paths on stdin. Every input is streamed through the model in batches; only per-channel
+    statistics are kept. Unreadable inputs are skipped and listed (--strict stops instead).
+    Exit status: 0 ok, 1 a gate failed (--fail-on-dead, --max-dead-fraction), 2 an error.
+
+    \b
+    Example:
+        fmviz dead-filters models/digits_cnn.onnx samples/digits/
+        fmviz dead-filters model.onnx photos/ --report dead.html --report dead.md
+        find data -name '*.jpg' | fmviz dead-filters model.onnx - --fail-on-dead --quiet
+        fmviz dead-filters model.onnx big/ --checkpoint scan.npz   # Ctrl-C, then again
+    """
+    from .report import build_report, report_targets, write_reports
+    from .scan import ScanOptions, collect_inputs, scan
+
+    targets = report_targets(reports)
+    options = ScanOptions(
+        patterns=tuple(patterns), stage=stage, inputs=_input_options(kwargs), eps=eps,
+        batch_size=batch_size, strict=strict, limit=limit, workers=workers,
+        checkpoint=Path(checkpoint) if checkpoint else None, checkpoint_every=checkpoint_every,
+    )
+    options.validate()
+    paths = collect_inputs(inputs)  # a missing path is an error before anything runs
+    opened = _open_model(model, providers, threads)
+    notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
+    from .console import ScanProgress
+
+    show_progress = progress or (not quiet and sys.stderr.isatty())
+    with ScanProgress(show_progress) as bar:
+        result = scan(opened, paths, options, progress=bar, notify=notify)
+    report = build_report(opened.graph.to_json(), result, rare)
+    write_reports(report, targets)
+    if as_json:
+        click.echo(json.dumps(report, separators=(",", ":")))
+    elif not quiet:
+        from .console import make_console, print_dead_filters
+
+        print_dead_filters(report, make_console())
+    summary = report["summary"]
+    failed = []
+    if fail_on_dead and summary["dead"]:
+        failed.append(f"{summary['dead']} dead channel(s) (--fail-on-dead)")
+    if max_dead_fraction is not None and summary["dead_fraction"] > max_dead_fraction:
+        failed.append(f"dead fraction {summary['dead_fraction']:.4g} > {max_dead_fraction:g} "
+                      "(--max-dead-fraction)")
+    if failed:
+        if not quiet:
+            _stderr(f"fmviz: gate failed: {'; '.join(failed)}")
+        raise click.exceptions.Exit(EXIT_GATE)
+
+
 # ----------------------------------------------------------------------------- entry point
 
 

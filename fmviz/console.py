@@ -61,3 +61,106 @@ def print_layers(document: dict, console: Console | None = None) -> None:
                     f"{item['subgraph']}"
                 )
             )
+
+
+def print_dead_filters(report: dict, console: Console | None = None, top: int = 10) -> None:
+    """The ``fmviz dead-filters`` summary: totals, then the layers with most dead/rare channels."""
+    from .report import _percent, _ranges, ranked_layers
+
+    console = console or make_console()
+    summary = report["summary"]
+    model = report["model"]
+    console.print(
+        f"[bold]{escape(str(model.get('path', '')))}[/]  stage {report.get('stage', 'post')}  "
+        f"eps {report['eps']:g}  rare < {report['rare']:g}  "
+        f"({escape(', '.join(report['providers']))})"
+    )
+    dead_style = "bold red" if summary["dead"] else "green"
+    console.print(
+        f"{report['inputs_scanned']} inputs scanned, {len(report['skipped'])} skipped  "
+        f"[{dead_style}]{summary['dead']} dead[/] of {summary['channels']} channels "
+        f"({_percent(summary['dead'], summary['channels'])}) in {summary['layers']} layers, "
+        f"[yellow]{summary['rare']} rare[/], {summary['constant']} constant"
+    )
+    ranked = ranked_layers(report)
+    if ranked:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("#", "layer", "activation", "channels", "dead", "rare", "constant",
+                       "dead channels"):
+            table.add_column(column, overflow="fold")
+        for layer in ranked[:top]:
+            table.add_row(
+                str(layer["index"]),
+                escape(layer["name"]),
+                escape(layer["activation"] or "-"),
+                str(layer["channels"]),
+                str(len(layer["dead"])),
+                str(len(layer["rare"])),
+                str(len(layer["constant"])),
+                escape(_ranges(layer["dead"], limit=12)),
+            )
+        console.print(table)
+        if len(ranked) > top:
+            console.print(f"... and {len(ranked) - top} more layers with dead, rare or constant "
+                          "channels (--report out.md lists them all)")
+    skipped = report["skipped"]
+    if skipped:
+        console.print(f"[yellow]skipped {len(skipped)} input(s):[/]")
+        for item in skipped[:5]:
+            console.print(f"  {escape(item['path'])}: {escape(item['error'])}")
+        if len(skipped) > 5:
+            console.print(f"  ... and {len(skipped) - 5} more (listed in the report)")
+
+
+class ScanProgress:
+    """A rich progress bar on stderr (inputs done, rate, ETA); a no-op when disabled.
+
+    Use as a context manager; call the instance with ``(done, total)``.
+    """
+
+    def __init__(self, enabled: bool, description: str = "scanning"):
+        self.enabled = enabled
+        self.description = description
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> ScanProgress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=None, rate="")
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._progress is None:
+            return
+        task = self._progress.tasks[0]
+        if task.total is None:  # the first call: inputs resumed from a checkpoint are not timed
+            self._progress.reset(self._task, total=total, completed=done, rate="")
+            return
+        speed = task.speed
+        rate = f"{speed:.1f} inputs/s" if speed else ""
+        self._progress.update(self._task, completed=done, rate=rate)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
