@@ -11,7 +11,9 @@ with the same pixels fmviz writes (per-channel min..max, 250 levels, near-square
 separators, magma or RdBu_r centred on 0 when the map has negatives, the colour bar), encoded
 by Pillow as palette PNGs at compress_level=1, layers spread over the same thread pool size as
 fmviz. No statistics, overlays, manifest, layer analysis or atomic renames: this is the
-physical floor (inference + the bytes that must be encoded).
+physical floor (inference + the bytes that must be encoded). With ``"overlay": true`` in the
+SPEC it also writes ``NNN.overlay.png`` as fmviz does (energy blended over the picture), to
+compare with every file fmviz draws.
 """
 
 from __future__ import annotations
@@ -116,9 +118,24 @@ def heatmap(grid: np.ndarray, pal: list[int], centred: bool) -> Image.Image:
     return image
 
 
+def overlay(maps: np.ndarray, picture: Image.Image, alpha: float, pal: list[int]) -> Image.Image:
+    """Energy (mean |a| over channels) / its peak, upsampled bilinearly, blended by Pillow."""
+    energy = np.abs(maps).mean(axis=0, dtype=np.float64)
+    peak = float(energy.max()) if energy.size else 0.0
+    energy = energy / peak if peak > 0 else np.zeros_like(energy)
+    e = np.asarray(Image.fromarray(energy.astype(np.float32)).resize(
+        picture.size, Image.Resampling.BILINEAR))
+    e = np.clip(e, 0.0, 1.0)
+    colour = Image.fromarray(np.rint(e * (LEVELS - 1)).astype(np.uint8))
+    colour.putpalette(pal)
+    mask = Image.fromarray(np.rint(e * (alpha * 255)).astype(np.uint8))
+    return Image.composite(colour.convert("RGB"), picture, mask)
+
+
 def main(spec_path: str) -> int:
     started = time.perf_counter()
-    spec = json.loads(open(spec_path, encoding="utf-8").read())
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -144,6 +161,9 @@ def main(spec_path: str) -> int:
         image.save(os.path.join(out, f"{stem}.grid.png"), compress_level=1)
         hm = heatmap(grid, pal["RdBu_r" if centred else "magma"], centred)
         hm.save(os.path.join(out, f"{stem}.heatmap.png"), compress_level=1)
+        if spec.get("overlay"):
+            ov = overlay(maps, picture, spec.get("alpha", 0.5), pal["inferno"])
+            ov.save(os.path.join(out, f"{stem}.overlay.png"), compress_level=1)
 
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         list(pool.map(one, spec["tensors"]))

@@ -115,14 +115,21 @@ class _Builder:
 # ----------------------------------------------------------------------------- ResNet-50
 
 
-def resnet50(seed: int = 50) -> onnx.ModelProto:
+def _w(channels: int, width: float) -> int:
+    return max(4, int(round(channels * width / 4)) * 4)
+
+
+def resnet50(seed: int = 50, width: float = 1.0) -> onnx.ModelProto:
+    """``width`` scales every channel count (1.0: ResNet-50; the smoke test uses a sliver)."""
     b = _Builder(seed)
-    x = b.conv("input", 3, 64, k=7, s=2, name="/conv1/Conv")
-    x = b.relu(b.bn(x, 64, "/bn1/BatchNormalization"), "/relu/Relu")
+    stem = _w(64, width)
+    x = b.conv("input", 3, stem, k=7, s=2, name="/conv1/Conv")
+    x = b.relu(b.bn(x, stem, "/bn1/BatchNormalization"), "/relu/Relu")
     x = b.node("MaxPool", [x], "/maxpool/MaxPool", kernel_shape=[3, 3], strides=[2, 2],
                pads=[1, 1, 1, 1])[0]
-    cin = 64
-    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), start=1):
+    cin = stem
+    widths = [_w(c, width) for c in (64, 128, 256, 512)]
+    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), widths, strict=True), start=1):
         for block in range(blocks):
             p = f"/layer{stage}/layer{stage}.{block}"
             stride = 2 if block == 0 and stage > 1 else 1
@@ -142,7 +149,7 @@ def resnet50(seed: int = 50) -> onnx.ModelProto:
             cin = cout
     x = b.node("GlobalAveragePool", [x], "/avgpool/GlobalAveragePool")[0]
     x = b.node("Flatten", [x], "/Flatten", axis=1)[0]
-    fc_w = (b.rng.standard_normal((1000, 2048)) * 0.02).astype(np.float32)
+    fc_w = (b.rng.standard_normal((1000, cin)) * 0.02).astype(np.float32)
     b.inits.append(numpy_helper.from_array(fc_w, "fc.weight"))
     b.inits.append(numpy_helper.from_array(np.zeros(1000, np.float32), "fc.bias"))
     b.nodes.append(helper.make_node("Gemm", [x, "fc.weight", "fc.bias"], ["logits"],
@@ -157,14 +164,16 @@ def resnet50(seed: int = 50) -> onnx.ModelProto:
 # ----------------------------------------------------------------------------- MobileNetV2
 
 
-def mobilenet_v2(seed: int = 2) -> onnx.ModelProto:
+def mobilenet_v2(seed: int = 2, width: float = 1.0, size: int = 224) -> onnx.ModelProto:
     b = _Builder(seed)
-    x = b.relu6(b.bn(b.conv("input", 3, 32, 3, 2, name="/features/0/0/Conv"), 32,
+    stem = _w(32, width)
+    x = b.relu6(b.bn(b.conv("input", 3, stem, 3, 2, name="/features/0/0/Conv"), stem,
                      "/features/0/1/BatchNormalization"), "/features/0/2/Clip")
-    cin = 32
+    cin = stem
     index = 1
     for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                        (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+        c = _w(c, width)
         for i in range(n):
             stride = s if i == 0 else 1
             p = f"/features/{index}/conv"
@@ -184,17 +193,18 @@ def mobilenet_v2(seed: int = 2) -> onnx.ModelProto:
                 y = b.node("Add", [x, y], f"/features/{index}/Add")[0]
             x, cin = y, c
             index += 1
-    x = b.relu6(b.bn(b.conv(x, cin, 1280, 1, name=f"/features/{index}/0/Conv"), 1280,
+    last = _w(1280, width)
+    x = b.relu6(b.bn(b.conv(x, cin, last, 1, name=f"/features/{index}/0/Conv"), last,
                      f"/features/{index}/1/BatchNormalization"), f"/features/{index}/2/Clip")
     x = b.node("GlobalAveragePool", [x], "/GlobalAveragePool")[0]
     x = b.node("Flatten", [x], "/Flatten", axis=1)[0]
-    fc_w = (b.rng.standard_normal((1000, 1280)) * 0.02).astype(np.float32)
+    fc_w = (b.rng.standard_normal((1000, last)) * 0.02).astype(np.float32)
     b.inits.append(numpy_helper.from_array(fc_w, "classifier.1.weight"))
     b.inits.append(numpy_helper.from_array(np.zeros(1000, np.float32), "classifier.1.bias"))
     b.nodes.append(helper.make_node("Gemm", [x, "classifier.1.weight", "classifier.1.bias"],
                                     ["logits"], name="/classifier/1/Gemm", transB=1))
     return b.model(
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])],
         "mobilenet_v2", "MobileNetV2-shaped benchmark model, random deterministic weights.",
     )
@@ -203,9 +213,13 @@ def mobilenet_v2(seed: int = 2) -> onnx.ModelProto:
 # ----------------------------------------------------------------------------- detector
 
 
-def detector(seed: int = 8, size: int = 640) -> onnx.ModelProto:
-    """YOLOv8n-like: 64 Conv layers, Conv+BN+SiLU everywhere except the head's last 1x1s."""
+def detector(seed: int = 8, size: int = 640, width: float = 1.0) -> onnx.ModelProto:
+    """YOLOv8n-like: 64 Conv layers, Conv+BN+SiLU everywhere except the head's last 1x1s.
+
+    ``width`` scales the backbone and neck channels (the head keeps 64 box and 80 class bins).
+    """
     b = _Builder(seed)
+    w = {c: _w(c, width) for c in (16, 32, 64, 128, 256)}
 
     def cbs(x, cin, cout, k=1, s=1, name="conv"):
         y = b.bn(b.conv(x, cin, cout, k, s, name=f"{name}/conv/Conv"), cout,
@@ -240,28 +254,28 @@ def detector(seed: int = 8, size: int = 640) -> onnx.ModelProto:
         scales = b.const([1.0, 1.0, 2.0, 2.0])
         return b.node("Resize", [x, "", scales], name, mode="nearest")[0]
 
-    x = cbs("images", 3, 16, 3, 2, "/model.0")
-    x = cbs(x, 16, 32, 3, 2, "/model.1")
-    x = c2f(x, 32, 32, 1, "/model.2")
-    x = cbs(x, 32, 64, 3, 2, "/model.3")
-    p3 = c2f(x, 64, 64, 2, "/model.4")
-    x = cbs(p3, 64, 128, 3, 2, "/model.5")
-    p4 = c2f(x, 128, 128, 2, "/model.6")
-    x = cbs(p4, 128, 256, 3, 2, "/model.7")
-    x = c2f(x, 256, 256, 1, "/model.8")
-    p5 = sppf(x, 256, "/model.9")
+    x = cbs("images", 3, w[16], 3, 2, "/model.0")
+    x = cbs(x, w[16], w[32], 3, 2, "/model.1")
+    x = c2f(x, w[32], w[32], 1, "/model.2")
+    x = cbs(x, w[32], w[64], 3, 2, "/model.3")
+    p3 = c2f(x, w[64], w[64], 2, "/model.4")
+    x = cbs(p3, w[64], w[128], 3, 2, "/model.5")
+    p4 = c2f(x, w[128], w[128], 2, "/model.6")
+    x = cbs(p4, w[128], w[256], 3, 2, "/model.7")
+    x = c2f(x, w[256], w[256], 1, "/model.8")
+    p5 = sppf(x, w[256], "/model.9")
     x = b.node("Concat", [up(p5, "/model.10/Resize"), p4], "/model.11/Concat", axis=1)[0]
-    n4 = c2f(x, 384, 128, 1, "/model.12", shortcut=False)
+    n4 = c2f(x, w[256] + w[128], w[128], 1, "/model.12", shortcut=False)
     x = b.node("Concat", [up(n4, "/model.13/Resize"), p3], "/model.14/Concat", axis=1)[0]
-    o3 = c2f(x, 192, 64, 1, "/model.15", shortcut=False)
-    x = cbs(o3, 64, 64, 3, 2, "/model.16")
+    o3 = c2f(x, w[128] + w[64], w[64], 1, "/model.15", shortcut=False)
+    x = cbs(o3, w[64], w[64], 3, 2, "/model.16")
     x = b.node("Concat", [x, n4], "/model.17/Concat", axis=1)[0]
-    o4 = c2f(x, 192, 128, 1, "/model.18", shortcut=False)
-    x = cbs(o4, 128, 128, 3, 2, "/model.19")
+    o4 = c2f(x, w[64] + w[128], w[128], 1, "/model.18", shortcut=False)
+    x = cbs(o4, w[128], w[128], 3, 2, "/model.19")
     x = b.node("Concat", [x, p5], "/model.20/Concat", axis=1)[0]
-    o5 = c2f(x, 384, 256, 1, "/model.21", shortcut=False)
+    o5 = c2f(x, w[128] + w[256], w[256], 1, "/model.21", shortcut=False)
     boxes, classes = [], []
-    for level, (feat, c) in enumerate(((o3, 64), (o4, 128), (o5, 256))):
+    for level, (feat, c) in enumerate(((o3, w[64]), (o4, w[128]), (o5, w[256]))):
         p = f"/model.22/cv2.{level}"
         box = cbs(cbs(feat, c, 64, 3, 1, f"{p}/0"), 64, 64, 3, 1, f"{p}/1")
         box = b.conv(box, 64, 64, 1, 1, name=f"{p}/2/Conv", bias=True, gain=1.0)
@@ -299,12 +313,12 @@ def detector(seed: int = 8, size: int = 640) -> onnx.ModelProto:
 BUILDERS = {"resnet50": resnet50, "mobilenet_v2": mobilenet_v2, "detector": detector}
 
 
-def build(name: str, folder: Path) -> Path:
-    """``folder/<name>-v<BUILDER_VERSION>.onnx``, built once and reused."""
+def build(name: str, folder: Path, tag: str = "", **params) -> Path:
+    """``folder/<name><tag>-v<BUILDER_VERSION>.onnx``, built once with ``params`` and reused."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}-v{BUILDER_VERSION}.onnx"
+    path = folder / f"{name}{tag}-v{BUILDER_VERSION}.onnx"
     if not path.exists():
-        model = BUILDERS[name]()
+        model = BUILDERS[name](**params)
         tmp = path.with_suffix(".part")
         tmp.write_bytes(model.SerializeToString())
         tmp.replace(path)

@@ -21,7 +21,8 @@ import numpy as np
 
 def main(spec_path: str) -> int:
     started = time.perf_counter()
-    spec = json.loads(open(spec_path, encoding="utf-8").read())
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -457,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="fmviz", standalone_mode=False)
+        # A command's ctx.exit(N) / click Exit(N) (the dead-filters gates) comes back as the
+        # return value in non-standalone mode, not as an exception.
+        code = cli.main(args=args, prog_name="fmviz", standalone_mode=False)
     except FmvizError as exc:
         if debug:
             raise
@@ -486,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             "(this is a bug in fmviz; run again with --debug for a traceback)"
         )
         return EXIT_INTERNAL
-    return EXIT_OK
+    return code if isinstance(code, int) else EXIT_OK
 
 
 def _one_line(text: str) -> str:

@@ -143,7 +143,8 @@ class ScanProgress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                # shown because stderr is a terminal or --progress asked for it
+                console=Console(stderr=True, force_terminal=True),
                 transient=True,
             )
             self._progress.__enter__()

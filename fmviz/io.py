@@ -124,7 +124,7 @@ class StemAllocator:
         self._used: set[str] = set()
 
     def allocate(self, stem: str) -> str:
-        base = safe_name(stem) if stem else "input"
+        base = safe_name(stem) if stem.strip(".") else "input"  # "", ".", ".." name nothing
         name, n = base, 1
         while name.lower() in self._used:  # case-insensitive: safe on macOS/Windows filesystems
             n += 1

@@ -327,7 +327,7 @@ def scan(
     layers = model.select(options.patterns, options.stage)
     target = primary_input(model.inputs, options.inputs.input_name)
     batch_size, fixed = _batch_size(target, options.batch_size)
-    paths = [Path(p) for p in paths]
+    paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     if options.limit is not None:
         paths = paths[: options.limit]
     if not paths:

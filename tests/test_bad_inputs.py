@@ -284,3 +284,29 @@ def test_no_output_is_written_outside_out_for_bad_inputs(in_corpus, tmp_path, ca
     for case in BAD[:20]:
         run_cli(case_args(case, tmp_path / case["id"]), capfd)
     assert sorted(os.listdir(CORPUS)) == before
+
+
+def test_dead_filters_skips_each_bad_file_with_the_same_reason_run_gives(in_corpus, capfd):
+    """A folder scan never aborts on a bad file: it lists it with the reason ``run`` prints."""
+    code, stdout, stderr = run_cli(
+        ["dead-filters", "models/ok.onnx", "images", "tensors", "--json", "-q"], capfd
+    )
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    skipped = {entry["path"]: entry["error"] for entry in report["skipped"]}
+    checked = 0
+    for case in BAD:
+        words = shlex.split(case["args"])
+        if words[:2] != ["run", "models/ok.onnx"] or words[3:] != ["-o", "{out}"]:
+            continue  # only plain `run models/ok.onnx FILE -o {out}` cases
+        path = words[2]
+        if not path.startswith(("images/", "tensors/")) or not (CORPUS / path).is_file():
+            continue
+        expected = case.get("stderr", case.get("stderr_prefix"))
+        assert path in skipped, path
+        assert f"Error: {path}: {skipped[path]}".startswith(expected), (path, skipped[path])
+        checked += 1
+    assert checked >= 30
+    works = [c for c in GOOD if shlex.split(c["args"])[:2] == ["run", "models/ok.onnx"]]
+    assert report["inputs_scanned"] >= len(works)
+    assert "Traceback" not in stderr

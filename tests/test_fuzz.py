@@ -26,7 +26,7 @@ from fmviz.cli import main
 CORPUS = Path(__file__).resolve().parent / "corpus"
 _HUNT = "FMVIZ_FUZZ_EXAMPLES" in os.environ
 FUZZ = settings(
-    max_examples=int(os.environ.get("FMVIZ_FUZZ_EXAMPLES", "50")),
+    max_examples=int(os.environ.get("FMVIZ_FUZZ_EXAMPLES", "100")),
     deadline=None,
     derandomize=not _HUNT,
     database=None if not _HUNT else settings.default.database,
@@ -144,7 +144,9 @@ def test_fuzz_image_bytes(work, data, suffix):
     picture.write_bytes(data)
     out = _fresh_out(work)
     check(*run_quietly(["run", str(work / "ok.onnx"), str(picture), "-o", str(out)]))
-    check(*run_quietly(["run", str(work / "dynamic.onnx"), str(picture), "-o", str(out)]))
+    # --size: a mutated header may claim 4096x4096, and the size is not what is fuzzed here
+    dynamic = ["run", str(work / "dynamic.onnx"), str(picture), "-o", str(out), "--size", "32"]
+    check(*run_quietly(dynamic))
 
 
 # ----------------------------------------------------------------------------- tensors
@@ -190,3 +192,26 @@ def test_fuzz_wav_bytes(work, data):
     wav = work / "fuzzed.wav"
     wav.write_bytes(data)
     check(*run_quietly(["run", str(work / "series.onnx"), str(wav), "-o", str(_fresh_out(work))]))
+
+
+# ----------------------------------------------------------------------------- option values
+
+OPTION_TEXT = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["0", "-1", "1e9", "nan", "inf", "3x", "x3", "0x0", "1,2,3", ",", "re:(", "[",
+                     "*", "re:.*", "=", "a=b", "input=1", "scale=", "1e400", "-0", "65536x1"]),
+)
+
+
+@FUZZ
+@given(
+    option=st.sampled_from(
+        ["--size", "--mean", "--std", "--layers", "--cmap", "--clip", "--alpha", "--feed",
+         "--max-channels", "--max-pixels", "--threads", "--input", "--layout", "--preset",
+         "--provider", "--stage", "--normalize"]
+    ),
+    value=OPTION_TEXT,
+)
+def test_fuzz_option_values(work, option, value):
+    args = ["run", str(work / "dynamic.onnx"), str(work / "ok.png"), "-o", str(_fresh_out(work))]
+    check(*run_quietly(args + ["-q", f"{option}={value}"]))

@@ -84,11 +84,13 @@ def open_picture(path: Path, max_pixels: int | None = None):
         record["frame"] = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Corrupt EXIF data" and the like
-        try:
-            oriented = ImageOps.exif_transpose(image)
-        except Exception:  # a corrupt EXIF block should not lose the picture itself
-            oriented = image
         orientation = _exif_orientation(image)
+        oriented = image
+        if orientation not in (None, 1):  # exif_transpose copies even when nothing turns
+            try:
+                oriented = ImageOps.exif_transpose(image)
+            except Exception:  # a corrupt EXIF block should not lose the picture itself
+                oriented = image
     if orientation not in (None, 1):
         record["exif_orientation"] = orientation
     return oriented, record
@@ -174,6 +176,32 @@ def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(planes, axis=2)
 
 
+_REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "I", "F")
+
+
+def _reduce_large(picture, model_h, model_w, size, record: dict):
+    """Shrink a picture far larger than the model's size by an integer factor first.
+
+    ``Image.reduce(k)`` (the mean of each k x k block, on the decoded 8-bit data) keeps at least
+    two source pixels per output pixel for the bilinear resize that follows and the long side at
+    least OVERLAY_MAX_SIDE for the overlay, so only very large pictures are touched: a
+    100-megapixel photo then becomes float at a sixteenth of its size (a few hundred MB in
+    all, not several GB). Recorded as ``reduced_by``. Only where the target size does not
+    depend on the picture's own size (static model dims or --size).
+    """
+    width, height = picture.size
+    (target_w, target_h), rule = _target_size(model_h, model_w, height, width, size)
+    if rule not in ("model", "--size", "model+--size") or picture.mode not in _REDUCIBLE_MODES:
+        return picture
+    factor = min(
+        width // (2 * target_w), height // (2 * target_h), max(width, height) // OVERLAY_MAX_SIDE
+    )
+    if factor < 2:
+        return picture
+    record["reduced_by"] = factor
+    return picture.reduce(factor)
+
+
 def _target_size(model_h, model_w, height: int, width: int, size) -> tuple[tuple[int, int], str]:
     """(width, height) to resize to, and the rule that chose it.
 
@@ -229,6 +257,7 @@ def load_image(path: Path, target: ModelInput, options):
             "images give 1, 3 or 4 (check --layout, or feed a .npy tensor)"
         )
     picture, record = open_picture(path, options.max_pixels)
+    picture = _reduce_large(picture, shape[height_dim], shape[width_dim], options.size, record)
     values, convert_record = picture_array(picture, channels)
     record.update(convert_record)
 
