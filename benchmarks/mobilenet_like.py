@@ -32,7 +32,8 @@ def build(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelProt
         counter[0] += 1
         name = f"conv{counter[0]}"
         fan_in = cin // groups * k * k
-        w = (rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        w = rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt(2.0 / fan_in)
+        w = w.astype(np.float32)
         b = (rng.standard_normal(cout) * 0.1).astype(np.float32)
         inits.append(numpy_helper.from_array(w, f"{name}.weight"))
         inits.append(numpy_helper.from_array(b, f"{name}.bias"))

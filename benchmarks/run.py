@@ -100,31 +100,56 @@ def env() -> dict[str, str]:
     return environment
 
 
-def run_process(argv: Sequence[str], stdin: str | None = None) -> tuple[float, int, str]:
-    """Run ``argv`` to completion: (wall seconds, peak RSS in bytes of that child, stdout).
+# Started with ``python -S``: a ~10 MB process that spawns the measured command and reports
+# that child's own ru_maxrss (wait4). Linux charges a child, as its peak, the resident size of
+# the process it was forked from until it execs: measured straight from this harness (which
+# holds models and sessions), every child would show the harness's gigabytes.
+_LAUNCHER = (
+    "import os, sys\n"
+    "fd = int(sys.argv[1])\n"
+    "pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "os.write(fd, str(usage.ru_maxrss).encode())\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
 
-    The peak RSS is the child's own ``ru_maxrss`` from ``wait4`` (not the maximum over every
-    child this process ever had, as RUSAGE_CHILDREN would give)."""
+
+def run_process(
+    argv: Sequence[str], stdin: str | None = None, measure_rss: bool = False
+) -> tuple[float, int, str]:
+    """Run ``argv`` to completion: (wall seconds, peak RSS in bytes or 0, stdout).
+
+    With ``measure_rss`` the command runs under a small launcher that reports its peak RSS
+    (ru_maxrss of that one child, from wait4)."""
+    argv = [str(a) for a in argv]
+    read_fd = write_fd = None
+    if measure_rss:
+        read_fd, write_fd = os.pipe()
+        argv = [sys.executable, "-S", "-c", _LAUNCHER, str(write_fd), *argv]
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(a) for a in argv], stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        argv, pass_fds=(write_fd,) if measure_rss else (),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(), cwd=str(ROOT),
     )
     if stdin is not None:
         process.stdin.write(stdin.encode())
         process.stdin.close()
-    out = process.stdout.read()
-    err = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    if measure_rss:
+        os.close(write_fd)
+    out, err = process.communicate()
     elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
+    rss = 0
+    if measure_rss:
+        with os.fdopen(read_fd, "rb") as pipe:
+            text = pipe.read().decode() or "0"
+        # ru_maxrss is in KiB on Linux, bytes on macOS
+        rss = int(text) * (1 if sys.platform == "darwin" else 1024)
     if process.returncode != 0:
         raise RuntimeError(
-            f"{' '.join(map(str, argv))} exited {process.returncode}: "
+            f"{' '.join(argv)} exited {process.returncode}: "
             f"{err.decode(errors='replace')[-2000:]}"
         )
-    # ru_maxrss is in KiB on Linux, bytes on macOS
-    rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     return elapsed, rss, out.decode(errors="replace")
 
 
@@ -453,7 +478,8 @@ def bench_scan(cfg: Config, paths: dict[str, Path], crops: Path) -> dict:
     for _ in range(reps):
         for key, folder in (("N", small), ("4N", big)):
             _, peak, _ = run_process(fmviz_cmd(
-                "dead-filters", model, folder, "--batch-size", 16, "--quiet", *provider))
+                "dead-filters", model, folder, "--batch-size", 16, "--quiet", *provider),
+                measure_rss=True)
             rss[key].append(peak)
     peak_n, peak_4n = median(rss["N"]), median(rss["4N"])
     log(f"  scan RSS: N={cfg.rss_n} {mib(peak_n)}, 4N {mib(peak_4n)}")
@@ -503,7 +529,7 @@ def bench_memory(cfg: Config, paths: dict[str, Path]) -> dict:
         shutil.rmtree(out, ignore_errors=True)
         elapsed, peak, _ = run_process(fmviz_cmd(
             "run", model, picture, "--size", size, "-o", out, "-q",
-            "--provider", cfg.provider, *extra))
+            "--provider", cfg.provider, *extra), measure_rss=True)
         manifest = json.loads((out / picture.stem / "manifest.json").read_text())
         budget = parse_size(limit) if extra else default_max_memory()
         plan = opened.plan_memory(opened.layers, "post", {"input": x}, budget)

@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .graph import format_shape
+
 
 def make_console(stderr: bool = False) -> Console:
     """A console that is not squeezed to 80 columns when output goes to a file or a pipe."""
@@ -15,17 +17,13 @@ def make_console(stderr: bool = False) -> Console:
     return console
 
 
-def _shape(shape) -> str:
-    if shape is None:
-        return "?"
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
 def print_layers(document: dict, console: Console | None = None) -> None:
     """The ``fmviz layers`` table, then the layers that cannot be exposed."""
     console = console or make_console()
     model = document["model"]
-    inputs = ", ".join(f"{i['name']} {_shape(i['shape'])} {i['dtype']}" for i in model["inputs"])
+    inputs = ", ".join(
+        f"{i['name']} {format_shape(i['shape'])} {i['dtype']}" for i in model["inputs"]
+    )
     # model-supplied names and shapes contain [ ]: escape them so rich does not read markup
     console.print(
         f"[bold]{escape(model['path'])}[/]  opset {model['opset']}  inputs: {escape(inputs)}"
@@ -45,7 +43,7 @@ def print_layers(document: dict, console: Console | None = None) -> None:
             str(layer["channels"]) if layer["channels"] is not None else "?",
             layer["activation"] or "-",
             escape(layer["tensor"]),
-            escape(_shape(layer["shape"])),
+            escape(format_shape(layer["shape"])),
         )
     console.print(table)
     console.print(f"{len(document['layers'])} layers")

@@ -160,6 +160,13 @@ class ModelGraph:
         return expose(self.proto, tensors)
 
 
+def format_shape(shape) -> str:
+    """``[N, 3, 224, 224]`` for people: symbolic dims by name, unknown ones as ``?``."""
+    if shape is None:
+        return "?"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
 # ----------------------------------------------------------------------------- loading
 
 
@@ -242,16 +249,17 @@ def _non_text_string(message) -> bytes | None:
     UTF-8, else None. Tensor data are bytes or numbers and are not visited."""
     from google.protobuf.descriptor import FieldDescriptor
 
-    for field, value in message.ListFields():
-        if field.type not in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE):
+    string, nested = FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE
+    for descriptor, value in message.ListFields():
+        if descriptor.type != string and descriptor.type != nested:
             continue
         repeated = (
-            field.is_repeated
-            if hasattr(field, "is_repeated")
-            else field.label == FieldDescriptor.LABEL_REPEATED
+            descriptor.is_repeated
+            if hasattr(descriptor, "is_repeated")
+            else descriptor.label == FieldDescriptor.LABEL_REPEATED
         )
         for item in value if repeated else (value,):
-            if field.type == FieldDescriptor.TYPE_STRING:
+            if descriptor.type == string:
                 if not isinstance(item, str):
                     return bytes(item)
             else:
@@ -320,7 +328,10 @@ def _model_inputs(proto: onnx.ModelProto, shapes: dict) -> list[ModelInput]:
         if info.name in initializers:  # old exporters list weights as inputs
             continue
         elem = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else 0
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)) if elem else None
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)) if elem else None
+        except (KeyError, ValueError, TypeError):  # an element type this onnx does not know
+            dtype = None  # never fed a file; onnxruntime will say what it thinks of it
         inputs.append(ModelInput(info.name, _shape_of(info.type), dtype))
     return inputs
 

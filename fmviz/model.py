@@ -123,7 +123,8 @@ class Model:
 
         ``pinned`` tensors are not returned but kept from being fused away exactly as if they
         were outputs too (one pass of a multi-pass capture, see :meth:`plan_memory`); such
-        sessions are cached only while their weights fit in a quarter of ``max_memory``.
+        sessions are cached only while their weights fit in a quarter of ``max_memory`` (none
+        when they do not: each pass then opens its own and lets it go).
         """
         key = tuple(dict.fromkeys(tensors))
         if pinned:
@@ -198,7 +199,7 @@ class Model:
                 passes=plan.passes,
             )
             maps = _GroupedMaps(self, capture, feeds, plan)
-            maps[plan.groups[0][0].index]  # the first pass now: errors surface here
+            maps.preload(0)  # the first pass now: an input the model rejects fails here
             capture.maps = maps
             capture.providers = self._last_providers
             return capture
@@ -240,7 +241,9 @@ class Model:
         max_memory: int | str | None = None,
     ) -> MemoryPlan:
         """Estimate the bytes of each layer's map for ``feeds`` and group the layers so that
-        one pass holds at most half of ``max_memory`` (two groups are kept at a time).
+        one pass holds at most a third of ``max_memory``: a pass's maps exist twice for a moment
+        (onnxruntime's, and the copies that outlive its session) while the previous group may
+        still be being read.
 
         Static shapes come from the model's own shape inference; symbolic dimensions are bound
         from the feeds' shapes, and where that is not enough (sizes computed inside the graph)
@@ -259,7 +262,7 @@ class Model:
             groups, current, size = [], [], 0
             for layer in layers:  # in order: rendering reads them in order, one pass each
                 need = layer_bytes[layer.index]
-                if current and size + need > budget // 2:
+                if current and size + need > budget // 3:
                     groups.append(current)
                     current, size = [], 0
                 current.append(layer)
@@ -314,25 +317,33 @@ class Model:
             timings["inference"] = (
                 timings.get("inference", 0.0) + (time.perf_counter() - opened) * 1000
             )
-        return {layer.index: outputs[layer.tensor(stage)] for layer in group}
+        if single:
+            return {layer.index: outputs[layer.tensor(stage)] for layer in group}
+        # The arrays onnxruntime returns live in its session's memory arena and keep the whole
+        # arena (every intermediate of the run) alive: copy them out, so that memory goes when
+        # the session does.
+        return {layer.index: np.array(outputs[layer.tensor(stage)]) for layer in group}
 
     def _pinned_session(self, tensors: tuple[str, ...], pinned: Sequence[str]) -> Session:
         key = (tensors, tuple(dict.fromkeys(pinned)))
         session = self._pass_sessions.pop(key, None)
         if session is None:
+            # onnxruntime holds the weights about twice (its copy, pre-packed kernels) plus its
+            # working memory: keep as many pass sessions as a quarter of the budget allows,
+            # and let the oldest go before opening another.
+            weights = 2 * max(1, self.graph.proto.ByteSize())
+            keep = (self.max_memory or default_max_memory()) // 4 // weights
+            while self._pass_sessions and len(self._pass_sessions) >= keep:
+                self._pass_sessions.popitem(last=False)
             session = open_session(
                 _pinned_model_bytes(self.graph.proto, tensors, key[1]),
                 self.providers,
                 self.threads,
                 source=str(self.path),
             )
+            if not keep:
+                return session  # not cached: its memory goes with the pass
         self._pass_sessions[key] = session  # most recently used last
-        # onnxruntime holds the weights about twice (its copy, pre-packed kernels)
-        weights = 2 * max(1, self.graph.proto.ByteSize())
-        budget = self.max_memory or default_max_memory()
-        keep = max(1, budget // 4 // weights)
-        while len(self._pass_sessions) > keep:
-            self._pass_sessions.popitem(last=False)
         return session
 
     def _map_bytes(
@@ -522,10 +533,10 @@ class MemoryPlan:
             f"{format_size(self.total_bytes)}, more than --max-memory "
             f"{format_size(self.max_memory)}: capturing them in {self.passes} passes"
         ]
-        alone = [i for i, size in self.layer_bytes.items() if size > self.max_memory // 2]
+        alone = [i for i, size in self.layer_bytes.items() if size > self.max_memory // 3]
         if alone:
             notes.append(
-                f"{len(alone)} layer(s) alone take more than half of --max-memory "
+                f"{len(alone)} layer(s) alone take more than a third of --max-memory "
                 f"(largest {format_size(max(self.layer_bytes[i] for i in alone))}); "
                 "each is captured on its own"
             )
@@ -533,11 +544,11 @@ class MemoryPlan:
 
 
 class _GroupedMaps(Mapping):
-    """The maps of a capture made in several passes, each pass run when one of its layers is
-    first read; the two most recently used groups are kept. Reading layers in order (as
-    ``fmviz run`` does) runs each pass once; memory holds at most two groups of maps."""
-
-    _KEEP = 2
+    """The maps of a capture made in several passes. A pass runs when one of its layers is
+    read and its group is not in memory; a group is dropped as soon as each of its layers has
+    been read once. Reading the layers in order (as ``fmviz run`` does, from a few threads)
+    runs each pass once and holds one group, two around a group boundary; reading a layer
+    again later runs its pass again (same numbers)."""
 
     def __init__(self, model: Model, capture: Capture, feeds: dict, plan: MemoryPlan):
         self._model = model
@@ -545,29 +556,37 @@ class _GroupedMaps(Mapping):
         self._feeds = feeds
         self._plan = plan
         self._group_of = {layer.index: g for g, group in enumerate(plan.groups) for layer in group}
-        self._loaded: dict[int, dict[int, np.ndarray]] = {}  # group -> maps, oldest first
+        self._loaded: dict[int, dict[int, np.ndarray]] = {}
+        self._unread: dict[int, set[int]] = {}
         self._lock = threading.Lock()
         self.runs = 0
 
     def __getitem__(self, index: int) -> np.ndarray:
         group = self._group_of[index]  # KeyError for a layer that was not captured
         with self._lock:
-            maps = self._loaded.pop(group, None)
-            if maps is None:
-                while len(self._loaded) >= self._KEEP:
-                    self._loaded.pop(next(iter(self._loaded)))
-                maps = self._run(group)
-            self._loaded[group] = maps  # most recently used last
+            maps = self._load(group)
+            unread = self._unread[group]
+            unread.discard(index)
+            if not unread:  # every layer of the group has been read: let it go
+                del self._loaded[group]
             return maps[index]
 
-    def _run(self, group: int) -> dict[int, np.ndarray]:
-        capture = self._capture
-        maps = self._model._run_pass(
-            self._feeds, self._plan.groups[group], capture.layers, capture.stage, capture.input,
-            timings=capture.timings_ms,
-        )
-        self.runs += 1
+    def _load(self, group: int) -> dict[int, np.ndarray]:
+        maps = self._loaded.get(group)
+        if maps is None:
+            capture = self._capture
+            maps = self._model._run_pass(
+                self._feeds, self._plan.groups[group], capture.layers, capture.stage,
+                capture.input, timings=capture.timings_ms,
+            )
+            self.runs += 1
+            self._loaded[group] = maps
+            self._unread[group] = set(maps)
         return maps
+
+    def preload(self, group: int = 0) -> None:
+        with self._lock:
+            self._load(group)
 
     def __iter__(self):
         return iter(self._group_of)
@@ -662,15 +681,26 @@ def _pinned_model_bytes(
 ) -> bytes:
     """The model with ``tensors`` as outputs and each ``pinned`` tensor reduced to a scalar
     output by ReduceMax (no axes: every axis, in every opset), so it is computed and fused
-    exactly as if it were an output, without keeping its memory. Like :func:`graph.expose`,
-    the additions are appended, serialized and removed again, and ir_version is kept."""
+    exactly as if it were an output, without keeping its memory.
+
+    Where the ReduceMax nodes sit decides when onnxruntime runs them, and so how long each
+    pinned map stays in memory: its default order is a depth-first walk back from the graph's
+    leaf nodes, the last leaf in the node list first. The ReduceMax nodes are appended after
+    every other node, the one of the latest tensor first, so the walk starts at the sink of
+    the earliest tensor: each runs right after its map is made, and the map is released as
+    soon as the following layers have read it (not at the end of the run). Like
+    :func:`graph.expose`, the model is edited in place, serialized and restored (the weights
+    are never copied), and ir_version is kept.
+    """
     from onnx import TensorProto, helper
 
     graph = proto.graph
     existing = {o.name for o in graph.output}
     known = {v.name: v for v in list(graph.value_info) + list(graph.input)}
     taken = existing | {name for node in graph.node for name in node.output}
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
     opset = next((e.version for e in proto.opset_import if e.domain in ("", "ai.onnx")), 0)
+    sinks: list[tuple[int, list[onnx.NodeProto]]] = []  # (producer position, nodes)
     outputs = nodes = 0
     try:
         for name in dict.fromkeys(tensors):
@@ -690,17 +720,20 @@ def _pinned_model_bytes(
             sink = f"{_PIN_PREFIX}{i}"
             while sink in taken:
                 sink += "_"
+            added = []
             if elem in (TensorProto.INT8, TensorProto.UINT8) and opset < 12:
                 source = f"{sink}.float"  # ReduceMax takes 8-bit integers from opset 12
-                graph.node.append(helper.make_node("Cast", [name], [source], to=TensorProto.FLOAT))
-                nodes += 1
-            graph.node.append(helper.make_node("ReduceMax", [source], [sink], keepdims=0))
+                added.append(helper.make_node("Cast", [name], [source], to=TensorProto.FLOAT))
+            added.append(helper.make_node("ReduceMax", [source], [sink], keepdims=0))
+            sinks.append((producer.get(name, -1), added))
             graph.output.add().name = sink
-            nodes += 1
             outputs += 1
+        for _, added in sorted(sinks, key=lambda item: -item[0]):  # latest tensor first
+            graph.node.extend(added)
+            nodes += len(added)
         return proto.SerializeToString()
     finally:
-        for _ in range(outputs):
-            graph.output.pop()
         for _ in range(nodes):
             graph.node.pop()
+        for _ in range(outputs):
+            graph.output.pop()

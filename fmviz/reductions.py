@@ -9,13 +9,13 @@ session.
 
 For a captured tensor ``x`` the added nodes are::
 
-    x ─(Cast to float when x is not float32)─ Reshape [0, 0, -1] ─┬─ ReduceMin              ─▶ min
-                                                                   ├─ ReduceMax              ─▶ max
-                                                                   ├─ ReduceSum              ─▶ sum
-                                                                   ├─ Mul(x, x) ─ ReduceSum  ─▶ sumsq
-                                                                   ├─ (Abs) ─ HardSigmoid ─
-                                                                   │          ReduceSum      ─▶ active
-                                                                   └─ Shape (of x)           ─▶ shape
+    x ─(Cast to float32 unless float)─ Reshape [0, 0, -1] ─┬─ ReduceMin                 ─▶ min
+                                                            ├─ ReduceMax                 ─▶ max
+                                                            ├─ ReduceSum                 ─▶ sum
+                                                            ├─ Mul(x, x) ─ ReduceSum     ─▶ sumsq
+                                                            ├─ (Abs) ─ HardSigmoid ─
+                                                            │          ReduceSum         ─▶ active
+                                                            └─ Shape (of x)              ─▶ shape
 
 all reducing axis 2 with ``keepdims=0``; ``max |a|`` is ``max(max, -min)`` and needs no pass of
 its own, and ``Abs`` is left out where the activation cannot be negative (ReLU, ReLU6, ...).
@@ -129,9 +129,9 @@ def _elem_types(proto: onnx.ModelProto, names: set[str]) -> dict[str, int]:
     graph = proto.graph
     types: dict[str, int] = {}
     for info in list(graph.input) + list(graph.value_info) + list(graph.output):
-        if info.name in names and info.type.HasField("tensor_type"):
-            if info.type.tensor_type.elem_type:
-                types[info.name] = info.type.tensor_type.elem_type
+        tensor_type = info.type.tensor_type if info.type.HasField("tensor_type") else None
+        if info.name in names and tensor_type is not None and tensor_type.elem_type:
+            types[info.name] = tensor_type.elem_type
     if names - set(types):
         try:
             inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
@@ -194,10 +194,7 @@ def reduction_model(
     for number, target in enumerate(targets):
         p = f"{prefix}/{number}"
         nodes: list[onnx.NodeProto] = []
-
-        def node(op: str, inputs: list[str], out: str, **attrs) -> str:
-            nodes.append(helper.make_node(op, inputs, [f"{p}/{out}"], name=f"{p}/{out}", **attrs))
-            return f"{p}/{out}"
+        node = _NodeMaker(nodes, p)
 
         x = target.tensor
         elem = types.get(x, TensorProto.UINT8 if target.quantized else TensorProto.FLOAT)
@@ -253,6 +250,19 @@ def reduction_model(
             graph.initializer.pop()
         for index in reversed(inserted):
             del graph.node[index]
+
+
+class _NodeMaker:
+    """``make(op, inputs, out, **attrs)`` appends a node named and output ``<prefix>/<out>``."""
+
+    def __init__(self, nodes: list[onnx.NodeProto], prefix: str):
+        self.nodes = nodes
+        self.prefix = prefix
+
+    def __call__(self, op: str, inputs: list[str], out: str, **attrs) -> str:
+        name = f"{self.prefix}/{out}"
+        self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
 
 
 def _add(nodes: list[onnx.NodeProto], new: onnx.NodeProto) -> str:

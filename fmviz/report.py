@@ -196,9 +196,10 @@ def _ranges(channels: Sequence[int], limit: int = 24) -> str:
 
 def ranked_layers(report: dict, count: int | None = None) -> list[dict]:
     """Layers with dead or rare channels, most first (dead, then rare, then index)."""
-    layers = [l for l in report["layers"] if l["dead"] or l["rare"] or l["constant"]]
-    layers.sort(key=lambda l: (-len(l["dead"]), -len(l["rare"]), -len(l["constant"]),
-                               l["index"]))
+    layers = [layer for layer in report["layers"]
+              if layer["dead"] or layer["rare"] or layer["constant"]]
+    layers.sort(key=lambda layer: (-len(layer["dead"]), -len(layer["rare"]),
+                                   -len(layer["constant"]), layer["index"]))
     return layers if count is None else layers[:count]
 
 

@@ -216,11 +216,13 @@ class _Runner:
 
     def feeds(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         key = (batch.shape, batch.dtype.str)
+        if key not in self._feeds and len(self._feeds) >= 16:  # many sizes: keep a few
+            self._feeds.pop(next(iter(self._feeds)))
         if key not in self._feeds:
             placeholder = PreparedInput(path=Path("<batch>"), kind="tensor", array=batch,
                                         preprocess={})
             feeds, _, notices = build_feeds(self.model.inputs, self.target, placeholder,
-                                            self.options)
+                                            self.options, self.model.path)
             feeds.pop(self.target.name)
             self._feeds[key] = (feeds, notices)
             for notice in notices:
@@ -290,13 +292,17 @@ class _Runner:
 
 @dataclass
 class _State:
-    """What a checkpoint holds: statistics over the first ``done`` inputs."""
+    """What a checkpoint holds: statistics over the first ``done`` inputs.
+
+    ``skipped`` only ever grows, so a snapshot shares the list and remembers its length.
+    """
 
     stats: list[ChannelStats | None]
     done: int = 0
     inputs_scanned: int = 0
     samples: int = 0
     skipped: list[dict] = field(default_factory=list)
+    skipped_count: int | None = None  # set on snapshots
 
     def snapshot(self) -> _State:
         return _State(
@@ -304,8 +310,14 @@ class _State:
             done=self.done,
             inputs_scanned=self.inputs_scanned,
             samples=self.samples,
-            skipped=list(self.skipped),
+            skipped=self.skipped,
+            skipped_count=len(self.skipped),
         )
+
+    @property
+    def skipped_items(self) -> list[dict]:
+        count = len(self.skipped) if self.skipped_count is None else self.skipped_count
+        return self.skipped[:count]
 
 
 def scan(
@@ -325,7 +337,7 @@ def scan(
     options.validate()
     notify = notify or (lambda message: None)
     layers = model.select(options.patterns, options.stage)
-    target = primary_input(model.inputs, options.inputs.input_name)
+    target = primary_input(model.inputs, options.inputs.input_name, model.path)
     batch_size, fixed = _batch_size(target, options.batch_size)
     paths = [p if isinstance(p, Path) else Path(p) for p in paths]
     if options.limit is not None:
@@ -502,7 +514,7 @@ class _Scanner:
             inputs_sha256=_paths_digest(self.paths[: state.done]),
             inputs_scanned=state.inputs_scanned,
             samples=state.samples,
-            skipped=state.skipped,
+            skipped=state.skipped_items,
             layers_present=[s is not None for s in state.stats],
         )
         arrays: dict[str, np.ndarray] = {
@@ -515,8 +527,8 @@ class _Scanner:
 
     def _result(self) -> ScanResult:
         state = self.committed
+        skipped = state.skipped_items
         if state.inputs_scanned == 0:
-            skipped = state.skipped
             first = f" (first: {skipped[0]['path']}: {skipped[0]['error']})" if skipped else ""
             raise InputError(
                 f"no input could be read: {len(skipped)} of {len(self.paths)} skipped{first}"
@@ -536,7 +548,7 @@ class _Scanner:
             providers=self.runner.providers if self.runner else list(self.model.providers),
             inputs_scanned=state.inputs_scanned,
             samples=state.samples,
-            skipped=state.skipped,
+            skipped=skipped,
             batch_size=self.batch_size,
             total=len(self.paths),
             resumed_from=self.resumed_from,

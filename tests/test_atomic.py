@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
 from PIL import Image
 
 import fmviz.io
@@ -118,7 +117,8 @@ def test_every_output_is_renamed_into_place(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(fmviz.io, "os", _OsProxy(replace=recording_replace))
     out = tmp_path / "out"
     code, _out, err = run_cli(
-        ["run", OK_MODEL, OK_IMAGE, CORPUS / "tensors/ok.npy", "--save-arrays", "--html", "-o", out],
+        ["run", OK_MODEL, OK_IMAGE, CORPUS / "tensors/ok.npy", "--save-arrays", "--html",
+         "-o", out],
         capfd,
     )
     assert code == 0, err
@@ -173,7 +173,8 @@ def test_ctrl_c_exits_130_quietly_and_leaves_only_complete_files(tmp_path):
     tensor = tmp_path / "big.npy"
     np.save(tensor, np.random.default_rng(0).standard_normal((1, 4, 256, 256)).astype(np.float32))
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     process = subprocess.Popen(
         [sys.executable, "-m", "fmviz", "run", str(model), str(tensor), "-o", str(out),
          "--save-arrays", "-q"],
@@ -263,6 +264,17 @@ def test_full_disk_at_rename_time(tmp_path, monkeypatch, capfd):
     assert code == 2
     assert err == f"Error: {out / 'ok' / '000-conv1.grid.png'}: no space left on device\n"
     assert files_under(out) == []
+
+
+def test_full_disk_while_writing_a_dead_filter_report(tmp_path, monkeypatch, capfd):
+    _fill_disk_after(monkeypatch, room=50)
+    report = tmp_path / "reports" / "scan.json"
+    code, _stdout, err = run_cli(
+        ["dead-filters", OK_MODEL, OK_IMAGE, "--report", report, "-q"], capfd
+    )
+    assert code == 2
+    assert err == f"Error: {report}: no space left on device\n"
+    assert files_under(tmp_path / "reports") == []
 
 
 def test_interrupt_inside_a_write_removes_the_temporary_file(tmp_path):

@@ -164,7 +164,7 @@ def test_object_arrays_are_never_unpickled(name, tmp_path, monkeypatch, capfd):
     assert not list(tmp_path.rglob(f"work/**/{PICKLE_MARKER}"))
 
 
-# ----------------------------------------------------------------------------- paths made at run time
+# ----------------------------------------------------------------------------- made at run time
 
 
 def test_external_data_through_a_symlink_out_of_the_folder_is_refused(tmp_path, capfd):

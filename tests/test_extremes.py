@@ -50,7 +50,7 @@ def decode(path: Path) -> Image.Image:
 
 
 def reference(model: onnx.ModelProto, feeds: dict, tensors: list[str]) -> list[np.ndarray]:
-    """``tensors`` computed by onnx's reference evaluator on a copy of the model that outputs them."""
+    """``tensors`` computed by onnx's reference evaluator (the model copied, outputs added)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     for name in tensors:
         model.graph.output.append(helper.make_empty_tensor_value_info(name))
@@ -84,7 +84,9 @@ def test_4096_channels_show_the_256_strongest(tmp_path, capfd):
     (expected,) = reference(model, {"input": x}, ["wide_out"])
     assert layer["channels"] == 4096 and layer["shape"] == [1, 4096, 4, 4]
     assert len(layer["channel_stats"]["max"]) == 4096
-    np.testing.assert_allclose(layer["channel_stats"]["max"], expected[0].max(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        layer["channel_stats"]["max"], expected[0].max(axis=(1, 2)), rtol=1e-4, atol=1e-5
+    )
     shown = layer["shown_channels"]
     assert len(shown) == 256 == len(set(shown))
     energy = np.abs(expected[0]).mean(axis=(1, 2))
@@ -104,7 +106,8 @@ def test_4096_channels_show_the_256_strongest(tmp_path, capfd):
 def test_4096_channels_can_all_be_shown(tmp_path, capfd):
     path = models.save(wide_model(), tmp_path / "wide.onnx")
     np.save(tmp_path / "x.npy", np.ones((3, 4, 4), np.float32))
-    run_ok(["run", path, tmp_path / "x.npy", "-o", tmp_path / "out", "--max-channels", "5000"], capfd)
+    out = tmp_path / "out"
+    run_ok(["run", path, tmp_path / "x.npy", "-o", out, "--max-channels", "5000"], capfd)
     layer = manifest_of(tmp_path / "out" / "x")["layers"][0]
     assert sorted(layer["shown_channels"]) == list(range(4096))
     assert decode(tmp_path / "out" / "x" / layer["files"]["grid"]).size[0] > 1000
@@ -140,7 +143,8 @@ def test_1x1_maps_are_drawn_as_upscaled_tiles(tmp_path, capfd):
         grid = layer["grid"]
         assert grid["tile_height"] == grid["tile_width"] == grid["scale"] >= 8  # not 1 pixel
         assert len(grid["channels"]) == layer["channels"]
-        pictures = {kind: decode(tmp_path / "out" / "ok" / name) for kind, name in layer["files"].items()}
+        folder = tmp_path / "out" / "ok"
+        pictures = {kind: decode(folder / name) for kind, name in layer["files"].items()}
         assert pictures["overlay"].size == (16, 16)  # the input picture's own size
         assert min(pictures["grid"].size) > 8
 
@@ -156,7 +160,8 @@ def test_batch_statistics_cover_the_batch_and_pictures_show_the_first_item(tmp_p
     batch[1:] *= 5  # the other items are much stronger than the first
     np.save(tmp_path / "batch.npy", batch)
     np.save(tmp_path / "first.npy", batch[:1])
-    run_ok(["run", path, tmp_path / "batch.npy", tmp_path / "first.npy", "-o", tmp_path / "out"], capfd)
+    inputs = [tmp_path / "batch.npy", tmp_path / "first.npy"]
+    run_ok(["run", path, *inputs, "-o", tmp_path / "out"], capfd)
     together = manifest_of(tmp_path / "out" / "batch")
     alone = manifest_of(tmp_path / "out" / "first")
     assert together["input"]["tensor_shape"] == [4, 3, 16, 16]
@@ -282,7 +287,8 @@ def test_100_megapixel_photo_resized_by_size(tmp_path):
         print(code, seconds, peak)
         """
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )

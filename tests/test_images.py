@@ -201,7 +201,7 @@ def test_image_needs_a_rank_4_input(rgb):
         load(path, target(("N", 3, 32)))
     assert str(info.value) == (
         f"{path}: an image needs a rank-4 model input ([N,C,H,W] or [N,H,W,C]); input "
-        "'input' has shape ['N', 3, 32] (feed a .npy tensor instead)"
+        "'input' has shape [N, 3, 32] (feed a .npy tensor instead)"
     )
 
 
@@ -423,7 +423,8 @@ def test_empty_or_random_bytes_are_not_an_image(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(InputError) as info:
         load(path)
-    assert str(info.value) == f"{path}: not an image Pillow can read"
+    reason = "empty file, not an image" if not content else "not an image Pillow can read"
+    assert str(info.value) == f"{path}: {reason}"
 
 
 def test_missing_folder_and_unsupported_inputs(tmp_path):

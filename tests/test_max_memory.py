@@ -107,7 +107,7 @@ def test_tiny_max_memory_gives_the_same_files_and_numbers(net, stage, capsys):
     assert "passes" not in single_err
     assert _run(["run", *common, "-o", many, "--max-memory", "1K"]) == 0
     err = capsys.readouterr().err
-    assert "capturing them in 6 passes" in err  # every layer alone exceeds half of 1 KiB
+    assert "capturing them in 6 passes" in err  # every layer alone exceeds a third of 1 KiB
 
     a, b = _pngs(one / "photo"), _pngs(many / "photo")
     assert a.keys() == b.keys() and len(a) == 3 * 6

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OptionError
-from ..graph import ModelInput
+from ..graph import ModelInput, format_shape
 
 OVERLAY_MAX_SIDE = 2048
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,6 +52,8 @@ def open_picture(path: Path, max_pixels: int | None = None):
             # with a message that gives the size; Pillow's own warning would only repeat it.
             # Its other warnings (corrupt metadata, skipped tags) would be noise on stderr.
             warnings.simplefilter("ignore")
+            if path.stat().st_size == 0:
+                raise InputError(f"{path}: empty file, not an image")
             image = Image.open(path)
             width, height = image.size
             if limit and width * height > limit:
@@ -245,7 +247,7 @@ def load_image(path: Path, target: ModelInput, options):
     if shape is None or len(shape) != 4:
         raise InputError(
             f"{path}: an image needs a rank-4 model input ([N,C,H,W] or [N,H,W,C]); input "
-            f"{target.name!r} has shape {list(shape) if shape else 'unknown'} "
+            f"{target.name!r} has shape {format_shape(shape)} "
             "(feed a .npy tensor instead)"
         )
     layout = image_layout(target, options.layout)

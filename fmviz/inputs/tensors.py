@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..graph import ModelInput
+from ..graph import ModelInput, format_shape
 
 
 def read_tensor(path: Path) -> np.ndarray:
@@ -106,7 +106,7 @@ def fit_tensor(array: np.ndarray, target: ModelInput, path: Path) -> np.ndarray:
         ):
             raise InputError(
                 f"{path}: tensor shape {source_shape} does not fit input "
-                f"{target.name!r} {_format_shape(shape)}"
+                f"{target.name!r} {format_shape(shape)}"
             )
     if array.size == 0:  # a batch of 0 (or a 0-sized dim): nothing to run or draw
         raise InputError(f"{path}: tensor is empty (shape {list(array.shape)})")
@@ -155,6 +155,3 @@ def load_tensor_input(path: Path, target: ModelInput):
         },
     )
 
-
-def _format_shape(shape) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

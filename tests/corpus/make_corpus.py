@@ -6,7 +6,7 @@
 Deterministic: fixed seeds, fixed bytes, no clock. The expected outcome of every file (exit
 code and exact ``Error:`` line) is in ``expected.json`` beside this script, and
 ``tests/test_bad_inputs.py`` runs each case through ``fmviz.cli.main``. The files are small
-(about 100 KB in all) and committed, so a reader can open them; run this script again after
+(about 150 KB in all) and committed, so a reader can open them; run this script again after
 changing it (``test_corpus_matches_generator`` checks that the committed set is complete).
 
 Layout (paths relative to this folder, which is the working directory of every case)::
@@ -85,7 +85,8 @@ def png_header_only(width: int, height: int, mode: int = 2) -> bytes:
     one compressed row of zeros: a decompression bomb as Pillow sees it when opening."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, mode, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64, 9)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    chunks = _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 def gif_header_only(width: int, height: int) -> bytes:
@@ -261,6 +262,16 @@ def build_models(root: Path) -> None:
     ir14 = onnx.ModelProto.FromString(ok_bytes)
     ir14.ir_version = 99
     _write(d / "ir99.onnx", ir14.SerializeToString())
+    # Found by fuzzing (tests/test_fuzz.py): a name that is not UTF-8, an attribute with no
+    # type, an input of an element type onnx does not know.
+    # "conv1_out" (length 9) -> "\x80onv1_out": protobuf hands such a string field back as bytes
+    _write(d / "bad-utf8.onnx", ok_bytes.replace(b"\x09conv1_out", b"\x09\x80onv1_out", 1))
+    no_type = onnx.ModelProto.FromString(ok_bytes)
+    next(a for a in no_type.graph.node[0].attribute if a.name == "group").type = 0
+    _write(d / "untyped-attribute.onnx", no_type.SerializeToString())
+    odd_elem = onnx.ModelProto.FromString(ok_bytes)
+    odd_elem.graph.input[0].type.tensor_type.elem_type = 29
+    _write(d / "unknown-elem-type.onnx", odd_elem.SerializeToString())
     (d / "folder.onnx").mkdir(parents=True, exist_ok=True)
     _write(d / "folder.onnx" / "README", "A folder named like a model file.\n")
 
@@ -323,7 +334,8 @@ def build_images(root: Path) -> None:
     _write(d / "rgba.png", _png_bytes(rgba))
     _write(d / "la.png", _png_bytes(rgba.convert("LA")))
     _write(d / "bilevel.png", _png_bytes(rgb.convert("1")))
-    _write(d / "float.tif", _image_bytes(Image.fromarray(gradient.astype(np.float32) / 255), "TIFF"))
+    floats = Image.fromarray(gradient.astype(np.float32) / 255)
+    _write(d / "float.tif", _image_bytes(floats, "TIFF"))
     frames = [rgb, rgb.rotate(90), rgb.rotate(180)]
     _write(
         d / "animated.gif",
