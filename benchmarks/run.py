@@ -179,6 +179,12 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def paired(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of a/b timed in the same round: robust to the machine slowing down
+    or speeding up between rounds (other work on a shared machine)."""
+    return median([x / y for x, y in zip(times[a], times[b], strict=True)])
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -268,6 +274,27 @@ def make_picture(cfg: Config, size: int) -> Path:
 # ----------------------------------------------------------------------------- capture
 
 
+def interleaved_runs(sessions: dict, feeds: dict, inner: int, reps: int, warmup: int
+                     ) -> dict[str, list[float]]:
+    """Per repetition, ``inner`` rounds of one inference of each session in turn (order
+    rotated): the variants sample the same moments of a noisy machine. Returns each variant's
+    total time per repetition."""
+    names = list(sessions)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(warmup + reps):
+        totals = dict.fromkeys(names, 0.0)
+        for i in range(inner):
+            k = (r + i) % len(names)
+            for name in names[k:] + names[:k]:
+                started = time.perf_counter()
+                sessions[name].run(feeds)
+                totals[name] += time.perf_counter() - started
+        if r >= warmup:
+            for name in names:
+                times[name].append(totals[name])
+    return times
+
+
 def bench_capture(cfg: Config, paths: dict[str, Path]) -> list[dict]:
     from fmviz.model import open_model
     from fmviz.session import open_session
@@ -301,14 +328,7 @@ def bench_capture(cfg: Config, paths: dict[str, Path]) -> list[dict]:
             least = 0.02 if cfg.quick else 0.25
             inner = max(1, min(50, int(least / max(once, 1e-4))))
 
-            def timed(session, n=inner, feeds=feeds):
-                def go():
-                    for _ in range(n):
-                        session.run(feeds)
-                return go
-
-            times = interleaved({k: timed(s) for k, s in sessions.items()},
-                                cfg.reps, cfg.warmup)
+            times = interleaved_runs(sessions, feeds, inner, cfg.reps, cfg.warmup)
             med = {k: median(v) / inner for k, v in times.items()}
             exposed = sum(a.nbytes for a in post.run(feeds).values()) - sum(
                 a.nbytes for a in plain.run(feeds).values())
@@ -316,8 +336,8 @@ def bench_capture(cfg: Config, paths: dict[str, Path]) -> list[dict]:
                 "model": label, "key": key, "batch": batch, "inner": inner,
                 "plain_ms": med["plain"] * 1000, "post_ms": med["post"] * 1000,
                 "pre_ms": med["pre"] * 1000,
-                "post_ratio": ratio(med["post"], med["plain"]),
-                "pre_ratio": ratio(med["pre"], med["plain"]),
+                "post_ratio": paired(times, "post", "plain"),
+                "pre_ratio": paired(times, "pre", "plain"),
                 "exposed_bytes": exposed, "layers": len(model.layers),
                 "input": list(shape),
             })
@@ -423,15 +443,15 @@ def bench_run(cfg: Config, paths: dict[str, Path]) -> dict:
         "model": "64-layer detector", "input": f"{cfg.run_size}x{cfg.run_size} JPEG",
         "layers": len(graph.layers), "channels": sum(layer.channels or 0 for layer in graph.layers),
         "fmviz_s": med["fmviz"], "floor_s": med["floor"], "floor_overlay_s": med["floor+overlay"],
-        "ratio_floor": ratio(med["fmviz"], med["floor"]),
-        "ratio_floor_overlay": ratio(med["fmviz"], med["floor+overlay"]),
+        "ratio_floor": paired(times, "fmviz", "floor"),
+        "ratio_floor_overlay": paired(times, "fmviz", "floor+overlay"),
         "pixels_compared": same[0], "pixels_differ": same[1],
         "overlay_compared": same_ov[0], "overlay_differ": same_ov[1],
         "fmviz_timings_ms": manifest.get("timings_ms"),
         "subset_layers": len(subset),
         "subset_channels": sum(layer.channels or 0 for layer in subset),
         "subset_fmviz_s": tmed["fmviz"], "tutorial_s": tmed["tutorial"],
-        "ratio_tutorial": ratio(tmed["tutorial"], tmed["fmviz"]),
+        "ratio_tutorial": paired(tut, "tutorial", "fmviz"),
         "raw": {"run": times, "tutorial": tut},
     }
 
@@ -486,7 +506,7 @@ def bench_scan(cfg: Config, paths: dict[str, Path], crops: Path) -> dict:
     return {
         "model": "MobileNetV2-like", "inputs": count, "batch": 16,
         "scan_s": med["scan"], "plain_s": med["plain"],
-        "ratio": ratio(med["scan"], med["plain"]),
+        "ratio": paired(times, "scan", "plain"),
         "rss_n": cfg.rss_n, "rss_n_bytes": peak_n, "rss_4n_bytes": peak_4n,
         "rss_ratio": ratio(peak_4n, peak_n), "raw": {"time": times, "rss": rss},
     }
@@ -607,9 +627,10 @@ def render_markdown(cfg: Config, results: dict) -> str:
         f"{m['python']}, onnxruntime {m['onnxruntime']}, onnx {m['onnx']}, numpy "
         f"{m['numpy']}, Pillow {m['Pillow']}, matplotlib {m.get('matplotlib', '-')}.",
         "",
-        "The machine is shared and noisy: every figure below is a ratio of two variants timed "
-        f"side by side (interleaved round-robin), each the median of {cfg.reps} repetitions "
-        f"after {cfg.warmup} warm-up round(s); absolute times are only indicative.",
+        "The machine is shared and noisy: every figure below is a ratio of variants timed side "
+        f"by side (interleaved round-robin), the median over {cfg.reps} repetitions (after "
+        f"{cfg.warmup} warm-up round) of the ratio within each repetition; absolute times "
+        "(medians) are only indicative.",
     ]
     if cfg.quick:
         lines += ["", "**--quick: tiny models and sizes, one repetition. Not figures to quote.**"]

@@ -405,7 +405,7 @@ def dead_filters(model, inputs, patterns, stage, providers, threads, eps, rare, 
 
     \b
     Example:
-        fmviz dead-filters models/digits_cnn.onnx samples/digits/
+        fmviz dead-filters models/digits_cnn.onnx samples/digit-*.png
         fmviz dead-filters model.onnx photos/ --report dead.html --report dead.md
         find data -name '*.jpg' | fmviz dead-filters model.onnx - --fail-on-dead --quiet
         fmviz dead-filters model.onnx big/ --checkpoint scan.npz   # Ctrl-C, then again

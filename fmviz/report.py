@@ -312,7 +312,8 @@ def _marks(channels: Sequence[int], count: int, y: float, colour: str) -> str:
 
 def _layer_svg(layer: dict, rare: float) -> str:
     """Two bar charts over the channels: max |a| (linear, to the layer's largest) and the
-    active fraction (0..1, with the --rare threshold drawn); dead channels marked in red."""
+    active fraction (0..1, with the --rare threshold drawn); dead channels are marked in red
+    below the axes, rare ones in orange."""
     values = layer["max_abs"]
     finite = [v for v in values if v is not None]
     top = max(finite) if finite else 0.0
@@ -336,6 +337,7 @@ def _layer_svg(layer: dict, rare: float) -> str:
         f'y2="{y2 + _PLOT_HEIGHT}" stroke="#bbb"/>',
         _bars(layer["active_fraction"], 1.0, y2, "#5b9a68"),
         _bars(layer["active_fraction"], 1.0, y2, "#e09b2d", rare_channels),
+        _marks(rare_channels, count, y2 + _PLOT_HEIGHT + 1, "#e09b2d"),
         _marks(dead, count, y2 + _PLOT_HEIGHT + 1, "#c62828"),
     ]
     if 0 < rare < 1:

@@ -468,6 +468,13 @@ def test_human_summary(setup, capsys):
     assert re.search(r"0\s+conv1\s+Relu\s+6\s+2\s+1\s+1\s+1, 4", out)
 
 
+def test_progress_only_when_asked_or_on_a_terminal(setup, capsys):
+    code, _, err = cli([setup["model"], setup["folder"], "--json"], capsys)
+    assert code == 0 and err == ""  # stderr is no terminal here: silent
+    code, _, err = cli([setup["model"], setup["folder"], "--json", "--progress"], capsys)
+    assert code == 0 and "12/12" in err and "scanning" in err
+
+
 @pytest.mark.parametrize(
     ("gate", "code"),
     [([], 0), (["--fail-on-dead"], 1), (["--max-dead-fraction", "0.5"], 0),
