@@ -98,6 +98,13 @@ stage_option = click.option(
     help="post: the activation after each convolution; pre: the convolution's own output.",
 )
 
+expose_if_option = click.option(
+    "--expose-if",
+    is_flag=True,
+    help="Also expose convolutions inside If branches, threaded out as extra If outputs "
+    "(a branch that did not run gives empty maps).",
+)
+
 selection_options = _compose(
     click.option(
         "--layers",
@@ -107,6 +114,7 @@ selection_options = _compose(
         help="Shell glob on layer or tensor name, or re:REGEX (repeatable; default all).",
     ),
     stage_option,
+    expose_if_option,
     click.option(
         "--provider",
         "providers",
@@ -193,11 +201,15 @@ def _input_options(kwargs: dict):
     )
 
 
-def _open_model(path: str, providers=(), threads=None, max_memory=None):
+def _open_model(path: str, providers=(), threads=None, max_memory=None, expose_if=False):
     from .model import open_model
 
     return open_model(
-        path, providers=providers or ("auto",), threads=threads, max_memory=max_memory
+        path,
+        providers=providers or ("auto",),
+        threads=threads,
+        max_memory=max_memory,
+        expose_if=expose_if,
     )
 
 
@@ -229,9 +241,10 @@ def cli(debug: bool) -> None:
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=True))
 @stage_option
+@expose_if_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @debug_option
-def layers(model: str, stage: str, as_json: bool, debug: bool) -> None:
+def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) -> None:
     """List a model's convolution layers in topological order.
 
     \b
@@ -241,7 +254,7 @@ def layers(model: str, stage: str, as_json: bool, debug: bool) -> None:
     """
     from .graph import load_model
 
-    graph = load_model(model)
+    graph = load_model(model, expose_if=expose_if)
     document = {
         "model": graph.to_json(),
         "stage": stage,
@@ -307,7 +320,7 @@ def layers(model: str, stage: str, as_json: bool, debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print each manifest as one JSON line.")
 @click.option("--quiet", "-q", is_flag=True, help="No notices on stderr.")
 @debug_option
-def run(model, inputs, out, patterns, stage, providers, threads, normalize, clip, cmap,
+def run(model, inputs, out, patterns, stage, expose_if, providers, threads, normalize, clip, cmap,
         max_channels, alpha, save_arrays, max_memory, html, as_json, quiet, debug,
         **kwargs) -> None:
     """Write feature-map pictures and a manifest for each INPUT.
@@ -340,7 +353,7 @@ def run(model, inputs, out, patterns, stage, providers, threads, normalize, clip
     paths = _expand_stdin(inputs)
     if not paths:
         raise click.UsageError("no input paths were given (stdin was empty)")
-    opened = _open_model(model, providers, threads, max_memory)
+    opened = _open_model(model, providers, threads, max_memory, expose_if)
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
     for folder, manifest in run_inputs(opened, paths, options, notify=notify):
         if as_json:
@@ -393,7 +406,8 @@ def _expand_stdin(inputs) -> list[str]:
               "terminal.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary, notices or progress.")
 @debug_option
-def dead_filters(model, inputs, patterns, stage, providers, threads, eps, rare, batch_size,
+def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, eps, rare,
+                 batch_size,
                  limit, workers, as_json, reports, fail_on_dead, max_dead_fraction, strict,
                  checkpoint, checkpoint_every, progress, quiet, debug, **kwargs) -> None:
     """Find channels that never fire (dead), rarely fire, or never change over many INPUTs.
@@ -421,7 +435,7 @@ def dead_filters(model, inputs, patterns, stage, providers, threads, eps, rare, 
     )
     options.validate()
     paths = collect_inputs(inputs)  # a missing path is an error before anything runs
-    opened = _open_model(model, providers, threads)
+    opened = _open_model(model, providers, threads, expose_if=expose_if)
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
     from .console import ScanProgress
 

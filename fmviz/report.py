@@ -15,7 +15,6 @@ ratio of counts. Values that are not finite are written as null.
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from collections.abc import Sequence
@@ -142,7 +141,9 @@ def render(report: dict, fmt: str) -> str:
     if fmt == "md":
         return to_markdown(report)
     if fmt == "html":
-        return to_html(report)
+        from .gallery import scan_page_html  # the same look as the run gallery
+
+        return scan_page_html(report)
     if fmt == "csv":
         return to_csv(report)
     raise OptionError(f"unknown report format {fmt!r}")
@@ -257,152 +258,3 @@ def to_markdown(report: dict) -> str:
         for item in report["skipped"]:
             lines.append(f"| {_md(item['path'])} | {_md(item['error'])} |")
     return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------- HTML
-
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:
-960px;padding:0 1rem;color:#1d1d1f;background:#fff}
-h1{font-size:1.4rem;margin-bottom:.2rem}h2{font-size:1.1rem;margin-top:2rem}
-h3{font-size:1rem;margin:1.6rem 0 .3rem}.meta{color:#555}
-table{border-collapse:collapse;margin:.6rem 0}td,th{padding:.2rem .6rem;border-bottom:1px solid
-#ddd;text-align:left;vertical-align:top}th{background:#f5f5f7}td.n,th.n{text-align:right}
-.dead{color:#c62828;font-weight:600}.rare{color:#b26a00}.ok{color:#2e7d32}
-svg{display:block;margin:.2rem 0 .6rem;background:#fafafa;border:1px solid #e5e5e5}
-svg text{font:11px system-ui,sans-serif;fill:#555}.legend span{margin-right:1rem}
-.sw{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-1px}
-"""
-
-_WIDTH, _PLOT_HEIGHT, _LEFT, _GAP = 880, 70, 110, 18
-
-
-def _bars(values: Sequence[float], top: float, y0: float, colour: str,
-          select: Sequence[int] | None = None) -> str:
-    """One SVG path of vertical bars, one per channel, scaled so ``top`` fills the plot."""
-    count = len(values)
-    if not count:
-        return ""
-    step = (_WIDTH - _LEFT - 10) / count
-    width = max(step * 0.8, 0.6)
-    chosen = range(count) if select is None else select
-    parts = []
-    for c in chosen:
-        value = values[c]
-        if value is None or top <= 0:
-            continue
-        height = max(0.0, min(1.0, value / top)) * _PLOT_HEIGHT
-        if height <= 0:
-            continue
-        x = _LEFT + c * step
-        parts.append(f"M{x:.1f} {y0 + _PLOT_HEIGHT:.1f}h{width:.1f}v{-height:.1f}h{-width:.1f}z")
-    if not parts:
-        return ""
-    return f'<path fill="{colour}" d="{"".join(parts)}"/>'
-
-
-def _marks(channels: Sequence[int], count: int, y: float, colour: str) -> str:
-    if not channels or not count:
-        return ""
-    step = (_WIDTH - _LEFT - 10) / count
-    width = max(step * 0.8, 0.6)
-    d = "".join(f"M{_LEFT + c * step:.1f} {y:.1f}h{width:.1f}v4h{-width:.1f}z" for c in channels)
-    return f'<path fill="{colour}" d="{d}"/>'
-
-
-def _layer_svg(layer: dict, rare: float) -> str:
-    """Two bar charts over the channels: max |a| (linear, to the layer's largest) and the
-    active fraction (0..1, with the --rare threshold drawn); dead channels are marked in red
-    below the axes, rare ones in orange."""
-    values = layer["max_abs"]
-    finite = [v for v in values if v is not None]
-    top = max(finite) if finite else 0.0
-    count = layer["channels"]
-    height = 2 * _PLOT_HEIGHT + 3 * _GAP + 8
-    y1, y2 = _GAP, 2 * _GAP + _PLOT_HEIGHT + 4
-    dead, rare_channels = layer["dead"], layer["rare"]
-    label = html.escape(layer["name"])
-    parts = [
-        f'<svg role="img" aria-label="channel statistics of {label}" width="{_WIDTH}" '
-        f'height="{height}" viewBox="0 0 {_WIDTH} {height}">',
-        f'<text x="4" y="{y1 + 12}">max |a|</text>',
-        f'<text x="4" y="{y1 + 26}">0 .. {top:.4g}</text>',
-        f'<line x1="{_LEFT}" x2="{_WIDTH - 10}" y1="{y1 + _PLOT_HEIGHT}" '
-        f'y2="{y1 + _PLOT_HEIGHT}" stroke="#bbb"/>',
-        _bars(values, top, y1, "#3f6fb5"),
-        _marks(dead, count, y1 + _PLOT_HEIGHT + 1, "#c62828"),
-        f'<text x="4" y="{y2 + 12}">active fraction</text>',
-        f'<text x="4" y="{y2 + 26}">0 .. 1</text>',
-        f'<line x1="{_LEFT}" x2="{_WIDTH - 10}" y1="{y2 + _PLOT_HEIGHT}" '
-        f'y2="{y2 + _PLOT_HEIGHT}" stroke="#bbb"/>',
-        _bars(layer["active_fraction"], 1.0, y2, "#5b9a68"),
-        _bars(layer["active_fraction"], 1.0, y2, "#e09b2d", rare_channels),
-        _marks(rare_channels, count, y2 + _PLOT_HEIGHT + 1, "#e09b2d"),
-        _marks(dead, count, y2 + _PLOT_HEIGHT + 1, "#c62828"),
-    ]
-    if 0 < rare < 1:
-        y = y2 + _PLOT_HEIGHT * (1 - rare)
-        parts.append(f'<line x1="{_LEFT}" x2="{_WIDTH - 10}" y1="{y:.1f}" y2="{y:.1f}" '
-                     'stroke="#e09b2d" stroke-dasharray="3 3"/>')
-    parts.append(f'<text x="{_LEFT}" y="{height - 2}">channel 0</text>')
-    parts.append(f'<text x="{_WIDTH - 10}" y="{height - 2}" text-anchor="end">'
-                 f'channel {count - 1}</text>')
-    parts.append("</svg>")
-    return "".join(p for p in parts if p)
-
-
-def to_html(report: dict) -> str:
-    """A self-contained page: inline CSS, one inline SVG per layer, no external references."""
-    e = html.escape
-    s = report["summary"]
-    model = report["model"]
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>fmviz dead filters: {e(Path(str(model.get('path', 'model'))).name)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Dead filters: {e(str(model.get('path', '')))}</h1>",
-        f'<p class="meta">{e(_headline(report))}<br>stage {e(str(report.get("stage")))} · '
-        f"eps {report['eps']:g} · rare below {report['rare']:g} · providers "
-        f"{e(', '.join(report['providers']))} · fmviz {e(report['fmviz'])} · "
-        f"sha256 {e(str(model.get('sha256', ''))[:16])}</p>",
-        "<table><tr>"
-        + "".join(f'<th class="n">{h}</th>' for h in
-                  ("dead", "rare", "constant", "channels", "layers", "dead fraction"))
-        + "</tr><tr>"
-        + f'<td class="n dead">{s["dead"]}</td><td class="n rare">{s["rare"]}</td>'
-        + f'<td class="n">{s["constant"]}</td><td class="n">{s["channels"]}</td>'
-        + f'<td class="n">{s["layers"]}</td><td class="n">{s["dead_fraction"]:.4f}</td>'
-        + "</tr></table>",
-        '<p class="legend"><span><i class="sw" style="background:#3f6fb5"></i>max |a|</span>'
-        '<span><i class="sw" style="background:#5b9a68"></i>active fraction</span>'
-        '<span><i class="sw" style="background:#e09b2d"></i>rare</span>'
-        '<span><i class="sw" style="background:#c62828"></i>dead</span></p>',
-        "<h2>Layers</h2>",
-    ]
-    for layer in report["layers"]:
-        status = (f'<span class="dead">{len(layer["dead"])} dead</span>' if layer["dead"]
-                  else '<span class="ok">0 dead</span>')
-        out.append(
-            f'<section id="layer-{layer["index"]}"><h3>{layer["index"]}. {e(layer["name"])} '
-            f'<small class="meta">{e(layer["op"])} · {e(layer["activation"] or "no activation")}'
-            f" · {layer['channels']} channels · tensor {e(layer['tensor'])}</small></h3>"
-            f"<p>{status}, {len(layer['rare'])} rare, {len(layer['constant'])} constant"
-            + (f" · dead: {e(_ranges(layer['dead']))}" if layer["dead"] else "")
-            + (f" · rare: {e(_ranges(layer['rare']))}" if layer["rare"] else "")
-            + (f" · constant: {e(_ranges(layer['constant']))}" if layer["constant"] else "")
-            + "</p>"
-            + _layer_svg(layer, report["rare"])
-            + "</section>"
-        )
-    out.append(f"<h2>Skipped inputs ({len(report['skipped'])})</h2>")
-    if report["skipped"]:
-        out.append("<table><tr><th>input</th><th>error</th></tr>")
-        out.extend(f"<tr><td>{e(i['path'])}</td><td>{e(i['error'])}</td></tr>"
-                   for i in report["skipped"])
-        out.append("</table>")
-    else:
-        out.append("<p>None.</p>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"

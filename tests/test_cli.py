@@ -382,3 +382,26 @@ def test_debug_shows_a_traceback_in_a_real_process(files, tmp_path):
     assert debug.returncode != 0
     assert "Traceback (most recent call last)" in debug.stderr
     assert "ModelError" in debug.stderr
+
+
+def test_expose_if_makes_convolutions_in_if_branches_layers(files, capsys):
+    code, stdout, _ = cli(["layers", files["only_if"], "--json"], capsys)
+    plain = json.loads(stdout)
+    assert code == 0 and plain["layers"] == [] and len(plain["unreachable"]) == 2
+
+    code, stdout, _ = cli(["layers", files["only_if"], "--json", "--expose-if"], capsys)
+    threaded = json.loads(stdout)
+    assert code == 0 and threaded["unreachable"] == []
+    assert [layer["name"] for layer in threaded["layers"]] == ["then_conv", "else_conv"]
+
+    out = files["root"] / "expose-if"
+    args = ["run", files["only_if"], files["picture"], "-o", out, "--expose-if", "--feed",
+            "flag=1", "--json"]
+    code, stdout, stderr = cli(args, capsys)
+    assert code == 0, stderr
+    manifest = json.loads(stdout)
+    entries = {entry["name"]: entry for entry in manifest["layers"]}
+    # flag=1 ran the then branch: its maps are drawn; the else branch computed nothing
+    assert set(entries["then_conv"]["files"]) == {"grid", "heatmap", "overlay"}
+    assert entries["else_conv"]["view"] == "empty" and entries["else_conv"]["files"] == {}
+    assert manifest["input"]["feeds"]["flag"]["value"] == 1.0
