@@ -339,7 +339,7 @@ def test_inputs_from_stdin(files, capsys, tmp_path, monkeypatch):
 def test_keyboard_interrupt_exits_130_quietly(files, capsys, monkeypatch):
     import fmviz.graph
 
-    def interrupted(path):
+    def interrupted(path, **options):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(fmviz.graph, "load_model", interrupted)
@@ -350,7 +350,7 @@ def test_keyboard_interrupt_exits_130_quietly(files, capsys, monkeypatch):
 def test_internal_errors_show_no_traceback_without_debug(files, capsys, monkeypatch):
     import fmviz.graph
 
-    def broken(path):
+    def broken(path, **options):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(fmviz.graph, "load_model", broken)
