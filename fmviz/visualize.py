@@ -88,6 +88,7 @@ def layer_file_stem(layer: Layer) -> str:
 def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOptions) -> dict:
     """Write every layer's pictures, the arrays and the manifest for one capture."""
     started = time.perf_counter()
+    capture.input.overlay_picture()  # once, before the render threads all want it
     stems = _unique_stems(capture.layers)
     # Layers render independently; numpy and Pillow's encoder release the GIL for the heavy
     # parts, so a small pool keeps both cores busy on large models.
@@ -139,7 +140,7 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
         from . import gallery
 
         gallery.write_run_page(
-            folder, manifest, picture=capture.input.picture, signal=capture.input.signal
+            folder, manifest, picture=capture.input.overlay_picture(), signal=capture.input.signal
         )
     return manifest
 
@@ -235,9 +236,10 @@ def render_layer(
     render.save_png(render.heatmap_image(tiles, cmap, normalize), folder / files["heatmap"])
     if view.get("view") == "strip":
         channels = view["strip_channels"]
-    if capture.input.picture is not None and view.get("view") is None:
+    picture = capture.input.overlay_picture()
+    if picture is not None and view.get("view") is None:
         files["overlay"] = f"{stem}.overlay.png"
-        overlay = render.overlay_image(maps, capture.input.picture, options.alpha)
+        overlay = render.overlay_image(maps, picture, options.alpha)
         render.save_png(overlay, folder / files["overlay"])
     return {
         "shown_channels": [int(c) for c in channels],

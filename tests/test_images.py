@@ -269,7 +269,7 @@ def test_exif_orientation_is_applied(tmp_path):
     assert top[0] > 0.9 and top[2] < 0.1  # red on top
     assert bottom[2] > 0.9 and bottom[0] < 0.1  # blue below
     assert prepared.preprocess["exif_orientation"] == 6
-    assert prepared.picture.size == (20, 40)  # the overlay picture is upright too
+    assert prepared.overlay_picture().size == (20, 40)  # the overlay picture is upright too
 
 
 # ----------------------------------------------------------------------------- channels
@@ -308,7 +308,7 @@ def test_rgba_png_for_three_and_four_channel_models(tmp_path):
     np.testing.assert_array_equal(hwc(three), pixels[..., :3])
     four = load(path, target(("N", 4, "H", "W")), preset="raw")
     np.testing.assert_array_equal(hwc(four), pixels)
-    assert four.picture.mode == "RGB"
+    assert four.overlay_picture().mode == "RGB"
 
 
 @pytest.mark.parametrize("bright", [True, False], ids=["bright", "dark"])
@@ -322,8 +322,8 @@ def test_16_bit_png_is_scaled_to_unit(tmp_path, bright):
     prepared = load(path)
     expected = np.repeat((values / 65535.0)[..., None], 3, axis=2)
     np.testing.assert_allclose(hwc(prepared), expected, atol=1e-6)
-    assert prepared.picture.mode == "RGB"
-    shown = np.asarray(prepared.picture)[..., 0].astype(np.float64)
+    assert prepared.overlay_picture().mode == "RGB"
+    shown = np.asarray(prepared.overlay_picture())[..., 0].astype(np.float64)
     np.testing.assert_allclose(shown, values / 257.0, atol=1.0)
 
 
@@ -497,18 +497,18 @@ def test_overlay_picture_is_capped_at_2048(tmp_path):
     path = tmp_path / "wide.png"
     Image.new("RGB", (2100, 300), (10, 200, 30)).save(path)
     prepared = load(path, target((1, 3, 8, 8)))
-    assert prepared.picture.mode == "RGB"
-    assert prepared.picture.size[0] == 2048
-    assert abs(prepared.picture.size[1] - 300 * 2048 / 2100) <= 1
-    np.testing.assert_array_equal(np.asarray(prepared.picture)[100, 100], (10, 200, 30))
+    assert prepared.overlay_picture().mode == "RGB"
+    assert prepared.overlay_picture().size[0] == 2048
+    assert abs(prepared.overlay_picture().size[1] - 300 * 2048 / 2100) <= 1
+    np.testing.assert_array_equal(np.asarray(prepared.overlay_picture())[100, 100], (10, 200, 30))
 
 
 def test_overlay_picture_keeps_the_original_size(tmp_path):
     path = tmp_path / "small.png"
     Image.new("RGBA", (40, 30), (1, 2, 3, 4)).save(path)
     prepared = load(path, target((1, 3, 16, 16)))
-    assert prepared.picture.size == (40, 30)  # not the model's 16x16
-    assert prepared.picture.mode == "RGB"
+    assert prepared.overlay_picture().size == (40, 30)  # not the model's 16x16
+    assert prepared.overlay_picture().mode == "RGB"
 
 
 # ----------------------------------------------------------------------------- primary input
@@ -593,3 +593,22 @@ def test_uint8_and_float16_models_run(tmp_path, rgb, dtype):
     x = x.astype(np.uint8) if dtype == np.uint8 else (x / 255).astype(np.float16)
     [want] = ReferenceEvaluator(model).run(["relu_out"], {"input": x})
     np.testing.assert_allclose(capture["conv"], want, rtol=1e-3, atol=1e-3)
+
+
+def test_bundled_digit_is_fed_exactly_as_the_training_script_prepared_digits():
+    """models/train_digits_cnn.py resizes the 8-bit digit with Pillow, then divides by 255."""
+    from pathlib import Path
+
+    from fmviz.graph import load_model
+    from fmviz.inputs import InputOptions, load_input, primary_input
+
+    root = Path(__file__).resolve().parent.parent
+    model, sample = root / "models" / "digits_cnn.onnx", root / "samples" / "digit-3.png"
+    if not (model.exists() and sample.exists()):
+        pytest.skip("bundled model or sample missing")
+    target = primary_input(load_model(model).inputs)
+    prepared = load_input(sample, target, InputOptions())
+    resized = Image.open(sample).convert("L").resize((32, 32), Image.BILINEAR)
+    expected = (np.asarray(resized, dtype=np.float64) / 255).astype(np.float32)
+    np.testing.assert_array_equal(prepared.array[0, 0], expected)
+    assert prepared.preprocess["resample_on"] == "8-bit"

@@ -40,7 +40,7 @@ def test_npy_with_batch_dim_is_fed_as_is(tmp_path):
     np.testing.assert_array_equal(prepared.array, array)  # no scaling, no resizing
     assert prepared.preprocess["batch_added"] is False
     assert prepared.preprocess["cast"] is None
-    assert prepared.picture is None
+    assert prepared.overlay_picture() is None
 
 
 def test_npy_without_batch_dim_gets_one(tmp_path):

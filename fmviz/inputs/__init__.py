@@ -53,9 +53,17 @@ class PreparedInput:
     kind: str  # "image" | "series" | "tensor"
     array: np.ndarray  # with the batch dimension, in the model input's dtype
     preprocess: dict[str, Any]
-    picture: Any = None  # PIL RGB image for overlays (long side <= 2048), images only
+    # PIL RGB image for overlays (long side <= 2048), images only; the loader may give a
+    # function that makes it, run on first use by overlay_picture() (scans never need it)
+    picture: Any = None
     signal: np.ndarray | None = None  # [C, L] as fed, for series strips
     notices: list[str] = field(default_factory=list)
+
+    def overlay_picture(self):
+        """The picture overlays are drawn on, or None for inputs that are not images."""
+        if callable(self.picture):
+            self.picture = self.picture()
+        return self.picture
 
 
 def input_kind(path: str | Path) -> str | None:

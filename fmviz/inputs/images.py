@@ -127,20 +127,30 @@ def _exif_orientation(image) -> int | None:
         return None
 
 
-def picture_array(image, channels: int) -> tuple[np.ndarray, dict]:
-    """Pixels as float32 [H, W, channels] on the 0..255 scale, from any Pillow mode.
+def picture_array(
+    image, channels: int, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, dict]:
+    """Pixels as float32 [H, W, channels] on the 0..255 scale, from any Pillow mode, resized
+    (bilinear) to ``size`` = (width, height) when given.
 
-    16-bit images ("I;16" modes) are always scaled down to 0..255 (x / 257), however dark;
-    32-bit integer images ("I") only when their values exceed 255 (else they are 8-bit data).
+    8-bit pictures are resized by Pillow on their 8-bit data, as image pipelines (and the
+    training scripts in models/) do; 16-bit and float pictures are resized in float so no
+    precision is lost. 16-bit images ("I;16" modes) are always scaled down to 0..255
+    (x / 257), however dark; 32-bit integer images ("I") only when their values exceed 255.
     """
     mode = image.mode
     record: dict = {}
+    if size == image.size:
+        size = None
     if mode.startswith("I;16") or mode == "I" or mode == "F":
         values = np.asarray(image, dtype=np.float32)
         if _is_16_bit(mode, values):
             values = values / 257.0
             record["bit_depth"] = 16
         values = values[..., np.newaxis]
+        if size is not None:
+            values = _resize(values, size)
+            record.update(resized_to=list(size), resample="bilinear", resample_on="float")
         if channels == 3:
             values = np.repeat(values, 3, axis=2)
         elif channels == 4:
@@ -153,6 +163,11 @@ def picture_array(image, channels: int) -> tuple[np.ndarray, dict]:
     if image.mode != target_mode:
         record["converted"] = f"{image.mode}->{target_mode}"
         image = image.convert(target_mode)
+    if size is not None:
+        from PIL import Image
+
+        image = image.resize(size, Image.BILINEAR)
+        record.update(resized_to=list(size), resample="bilinear", resample_on="8-bit")
     values = np.asarray(image, dtype=np.float32)
     if values.ndim == 2:
         values = values[..., np.newaxis]
@@ -260,16 +275,11 @@ def load_image(path: Path, target: ModelInput, options):
         )
     picture, record = open_picture(path, options.max_pixels)
     picture = _reduce_large(picture, shape[height_dim], shape[width_dim], options.size, record)
-    values, convert_record = picture_array(picture, channels)
-    record.update(convert_record)
-
     size, record["resize_rule"] = _target_size(
-        shape[height_dim], shape[width_dim], values.shape[0], values.shape[1], options.size
+        shape[height_dim], shape[width_dim], picture.size[1], picture.size[0], options.size
     )
-    if size != (values.shape[1], values.shape[0]):
-        values = _resize(values, size)
-        record["resized_to"] = [size[0], size[1]]
-        record["resample"] = "bilinear"
+    values, convert_record = picture_array(picture, channels, size)
+    record.update(convert_record)
 
     is_float_model = target.dtype is None or target.dtype.kind == "f"
     preset = options.preset or ("unit" if is_float_model else "raw")
@@ -287,6 +297,7 @@ def load_image(path: Path, target: ModelInput, options):
     # value = (x * scale + offset - mean') / std' with mean' = mean*255*scale + offset.
     model_mean = mean * 255 * scale + offset if mean is not None else np.zeros(channels)
     model_std = std * 255 * scale if std is not None else np.ones(channels)
+    # in float64, then cast once: the fed values are the correctly rounded formula
     array = values.astype(np.float64) * scale + offset
     array = (array - model_mean) / model_std
     if options.bgr:
@@ -326,14 +337,26 @@ def load_image(path: Path, target: ModelInput, options):
             )
         tensor = rounded
     tensor = np.ascontiguousarray(tensor.astype(dtype))
+    return PreparedInput(
+        path=path,
+        kind="image",
+        array=tensor,
+        preprocess=record,
+        picture=lambda: _overlay_picture(picture),  # made on first use: scans never need it
+    )
+
+
+def _overlay_picture(picture):
+    """The RGB picture overlays are drawn on: the oriented input, long side <= 2048."""
+    from PIL import Image
+
     display = picture if picture.mode in ("RGB", "L") else _display_copy(picture)
-    display = display.convert("RGB")
+    if display.mode != "RGB":
+        display = display.convert("RGB")
     if max(display.size) > OVERLAY_MAX_SIDE:
         display = display.copy()
         display.thumbnail((OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE), Image.BILINEAR)
-    return PreparedInput(
-        path=path, kind="image", array=tensor, preprocess=record, picture=display
-    )
+    return display
 
 
 def _display_copy(picture):
