@@ -276,22 +276,21 @@ def make_picture(cfg: Config, size: int) -> Path:
 
 def interleaved_runs(sessions: dict, feeds: dict, inner: int, reps: int, warmup: int
                      ) -> dict[str, list[float]]:
-    """Per repetition, ``inner`` rounds of one inference of each session in turn (order
-    rotated): the variants sample the same moments of a noisy machine. Returns each variant's
-    total time per repetition."""
+    """Per repetition, each session runs ``inner`` inferences back to back, the sessions in
+    turn (order rotated each repetition); returns each one's total per repetition. Back to
+    back, as a scan or a folder run would call it; the paired ratio per repetition absorbs
+    the machine's slower and faster spells."""
     names = list(sessions)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(warmup + reps):
-        totals = dict.fromkeys(names, 0.0)
-        for i in range(inner):
-            k = (r + i) % len(names)
-            for name in names[k:] + names[:k]:
-                started = time.perf_counter()
-                sessions[name].run(feeds)
-                totals[name] += time.perf_counter() - started
-        if r >= warmup:
-            for name in names:
-                times[name].append(totals[name])
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            session = sessions[name]
+            started = time.perf_counter()
+            for _ in range(inner):
+                session.run(feeds)
+            if r >= warmup:
+                times[name].append(time.perf_counter() - started)
     return times
 
 
@@ -632,6 +631,9 @@ def render_markdown(cfg: Config, results: dict) -> str:
         f"{cfg.warmup} warm-up round) of the ratio within each repetition; absolute times "
         "(medians) are only indicative.",
     ]
+    if cfg.provider.lower() in ("cpu", "cpuexecutionprovider"):
+        lines += ["", "CPU only: no GPU figures are claimed here (`--provider cuda` runs the same "
+                  "benchmarks on a GPU build of onnxruntime)."]
     if cfg.quick:
         lines += ["", "**--quick: tiny models and sizes, one repetition. Not figures to quote.**"]
     lines += ["", "## Targets", "",
@@ -754,7 +756,8 @@ def render_markdown(cfg: Config, results: dict) -> str:
         for r in mem["rows"]:
             lines.append(f"| {r['label']} | {mib(r['max_memory'])} | {r['passes']} | "
                          f"{mib(r['peak_rss'])} | {r['seconds']:.1f} s |")
-    lines += ["", "Raw numbers: benchmarks/work/results.json (not committed).", ""]
+    lines += ["", "Raw numbers: benchmarks/work/results.json (not committed). Where the time "
+              "goes and what would reach the targets not met: benchmarks/NOTES.md.", ""]
     return "\n".join(lines)
 
 
@@ -771,8 +774,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default=str(HERE / "work"), help="work folder")
     parser.add_argument("--only", default="",
                         help="comma list of sections: capture,run,scan,startup,memory")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: write --out again from the work folder's "
+                        "results.json")
     args = parser.parse_args(argv)
     cfg = Config(args)
+    if args.report_only:
+        results = json.loads((cfg.work / "results.json").read_text())
+        cfg.quick, cfg.reps, cfg.provider = results["quick"], results["reps"], results["provider"]
+        cfg.warmup = 0 if cfg.quick else 1
+        Path(args.out).write_text(render_markdown(cfg, results))
+        return 0
     if cfg.quick and args.work == str(HERE / "work"):
         cfg.work = HERE / "work" / "quick"
     cfg.work.mkdir(parents=True, exist_ok=True)

@@ -67,8 +67,9 @@ class Model:
         self._sessions: dict[tuple[str, ...], Session] = {}
         # Sessions of multi-pass captures, least recently used first (see _pinned_session).
         self._pass_sessions: OrderedDict[tuple, Session] = OrderedDict()
-        self._shape_cache: dict[tuple, dict[str, tuple[tuple | None, int]]] = {}
+        self._shape_cache: dict[tuple, dict[str, tuple[tuple | None, int, int]]] = {}
         self._last_providers: list[str] = []
+        self._types: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ what is in it
     @property
@@ -174,7 +175,8 @@ class Model:
         When the maps would take more than ``max_memory`` bytes (default: the model's
         ``max_memory``, else a quarter of physical memory), they are captured in several
         passes with the same numbers as one pass; ``capture.maps`` then runs each pass when one
-        of its layers is first read, keeping at most two groups of maps in memory.
+        of its layers is read and drops a group once each of its layers has been read (read in
+        order, as ``fmviz run`` does, every pass runs once; see :meth:`plan_memory`).
         """
         if layers and all(isinstance(item, Layer) for item in layers):
             chosen = list(layers)
@@ -336,7 +338,7 @@ class Model:
             while self._pass_sessions and len(self._pass_sessions) >= keep:
                 self._pass_sessions.popitem(last=False)
             session = open_session(
-                _pinned_model_bytes(self.graph.proto, tensors, key[1]),
+                _pinned_model_bytes(self.graph.proto, tensors, key[1], self._elem_types()),
                 self.providers,
                 self.threads,
                 source=str(self.path),
@@ -372,25 +374,41 @@ class Model:
             if shape is None:
                 missing.append(layer)
             else:
-                sizes[layer.index] = int(np.prod(shape, dtype=np.int64)) * _itemsize(layer, stage)
+                sizes[layer.index] = int(np.prod(shape, dtype=np.int64)) * self._itemsize(
+                    layer, stage)
         guessed = []
         if missing:
             inferred = self._concrete_shapes(feeds)
             for layer in missing:
-                shape, itemsize = inferred.get(layer.tensor(stage), (None, 0))
+                shape, itemsize, _ = inferred.get(layer.tensor(stage), (None, 0, 0))
                 shape = resolve(shape)
                 if shape is not None:
                     sizes[layer.index] = int(np.prod(shape, dtype=np.int64)) * (
-                        itemsize or _itemsize(layer, stage)
+                        itemsize or self._itemsize(layer, stage)
                     )
                 else:
                     sizes[layer.index] = _guess_bytes(layer, stage, feeds)
                     guessed.append(layer.index)
         return sizes, guessed
 
+    def _itemsize(self, layer: Layer, stage: str) -> int:
+        """Bytes per element: float32 unless the layer is quantized (then as typed)."""
+        if layer.op in ("QLinearConv", "ConvInteger"):
+            elem = self._elem_types().get(layer.tensor(stage))
+            if elem:
+                return int(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).itemsize)
+        return _itemsize(layer, stage)
+
+    def _elem_types(self) -> dict[str, int]:
+        """ONNX element type of every tensor shape inference can type (cached)."""
+        if self._types is None:
+            inferred = _infer_concrete(self.graph.proto, {})
+            self._types = {name: elem for name, (_, _, elem) in inferred.items() if elem}
+        return self._types
+
     def _concrete_shapes(
         self, feeds: Mapping[str, np.ndarray]
-    ) -> dict[str, tuple[tuple | None, int]]:
+    ) -> dict[str, tuple[tuple | None, int, int]]:
         key = tuple(
             sorted((name, np.shape(a), np.asarray(a).dtype.str) for name, a in feeds.items())
         )
@@ -615,8 +633,9 @@ def _guess_bytes(layer: Layer, stage: str, feeds: Mapping[str, np.ndarray]) -> i
 
 def _infer_concrete(
     proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray]
-) -> dict[str, tuple[tuple | None, int]]:
-    """Shapes and item sizes of every tensor, from shape inference with the feeds' shapes.
+) -> dict[str, tuple[tuple | None, int, int]]:
+    """Shape, item size and ONNX element type of every tensor, from shape inference with the
+    feeds' shapes (none given: the declared ones).
 
     Runs on a copy of the graph without its weights: float (and other large) initializers
     become typed graph inputs of the same shape, small ones (shape, axes, scales constants,
@@ -656,7 +675,7 @@ def _infer_concrete(
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:  # inference is a nicety: the estimate falls back to a guess
         return {}
-    shapes: dict[str, tuple[tuple | None, int]] = {}
+    shapes: dict[str, tuple[tuple | None, int, int]] = {}
     for info in list(inferred.graph.value_info) + list(inferred.graph.output):
         if not info.type.HasField("tensor_type"):
             continue
@@ -672,12 +691,15 @@ def _infer_concrete(
                 itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).itemsize
             except Exception:
                 itemsize = 0
-        shapes[info.name] = (dims, itemsize)
+        shapes[info.name] = (dims, itemsize, int(tensor_type.elem_type))
     return shapes
 
 
 def _pinned_model_bytes(
-    proto: onnx.ModelProto, tensors: Sequence[str], pinned: Sequence[str]
+    proto: onnx.ModelProto,
+    tensors: Sequence[str],
+    pinned: Sequence[str],
+    types: Mapping[str, int] | None = None,
 ) -> bytes:
     """The model with ``tensors`` as outputs and each ``pinned`` tensor read by a ReduceMax
     (no axes: every axis, in every opset), so that it is computed and fused exactly as if it
@@ -694,8 +716,9 @@ def _pinned_model_bytes(
     released once the following layers have read it. (Measured with onnxruntime 1.31 on the
     ResNet-50-shaped benchmark at 1024x1024: the last of 6 passes peaks at 0.9 GB, 1.5 GB
     with the reductions appended the other way round. The order changes memory, never the
-    numbers.) Like :func:`graph.expose`, the model is edited
-    in place, serialized and restored (the weights are never copied), and ir_version is kept.
+    numbers.) ``types`` gives element types where the model's value_info does not. Like
+    :func:`graph.expose`, the model is edited in place, serialized and restored (the weights
+    are never copied), and ir_version is kept.
     """
     from onnx import TensorProto, helper
 
@@ -720,23 +743,31 @@ def _pinned_model_bytes(
                 taken.add(name)
                 return name
 
+    def elem_type(name: str) -> int | None:
+        """The element type; None for what is not a tensor (sequences, maps) or a string."""
+        info = known.get(name)
+        if info is not None and info.type.WhichOneof("value") not in (None, "tensor_type"):
+            return None
+        elem = info.type.tensor_type.elem_type if info is not None else 0
+        elem = elem or (types or {}).get(name, 0)
+        return None if elem == TensorProto.STRING else elem
+
     def reduce(name: str) -> list[onnx.NodeProto]:
         """ReduceMax of ``name`` as a float scalar (Cast around it where its type needs)."""
-        elem = known[name].type.tensor_type.elem_type if name in known else TensorProto.FLOAT
+        elem = elem_type(name)
         nodes = []
         source = name
-        if elem not in direct:
+        if elem and elem not in direct:
             source = fresh(".float")
             nodes.append(helper.make_node("Cast", [name], [source], to=TensorProto.FLOAT))
         nodes.append(helper.make_node("ReduceMax", [source], [fresh(".max")], keepdims=0))
-        if elem in direct and elem != TensorProto.FLOAT:
+        if elem != TensorProto.FLOAT:  # also when unknown: Max needs one type
             nodes.append(helper.make_node(
                 "Cast", [nodes[-1].output[0]], [fresh(".cast")], to=TensorProto.FLOAT))
         return nodes
 
     outputs = nodes = 0
     try:
-        exposed = []
         for name in dict.fromkeys(tensors):
             if name and name not in existing:
                 info = graph.output.add()
@@ -745,9 +776,10 @@ def _pinned_model_bytes(
                 else:
                     info.name = name
                 existing.append(name)
-                exposed.append(name)
                 outputs += 1
-        read = [n for n in dict.fromkeys([*pinned, *existing]) if n]
+        # model outputs that are not tensors (or strings) stay leaves: correct, only later freed
+        model_outputs = [n for n in existing if elem_type(n) is not None]
+        read = [n for n in dict.fromkeys([*pinned, *model_outputs]) if n]
         read.sort(key=lambda n: -producer.get(n, -1))  # latest first: see the docstring
         added, scalars = [], []
         for name in read:
