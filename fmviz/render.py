@@ -437,9 +437,20 @@ def grid_image(tiles: Tiles) -> Image.Image:
 def colormap_lut(name: str) -> np.ndarray:
     """uint8 [LEVELS, 3]: matplotlib colour map ``name`` sampled at LEVELS evenly spaced points.
 
-    The returned array is cached and read-only.
+    The returned array is cached and read-only. The default maps come from built-in tables
+    (:mod:`fmviz.colormap_tables`), so only other maps import matplotlib.
     """
-    import matplotlib  # lazy: costs ~100 ms and only the rendering needs it
+    from .colormap_tables import TABLES
+
+    if name in TABLES:
+        lut = np.frombuffer(bytes.fromhex(TABLES[name]), dtype=np.uint8).reshape(LEVELS, 3)
+        return lut  # frombuffer over bytes: already read-only
+    return matplotlib_lut(name)
+
+
+def matplotlib_lut(name: str) -> np.ndarray:
+    """``colormap_lut`` computed by matplotlib (for maps without a built-in table)."""
+    import matplotlib  # lazy: ~0.3 s, and only maps other than the defaults need it
 
     try:
         cmap = matplotlib.colormaps[name]

@@ -22,33 +22,41 @@ def summarize(array: np.ndarray) -> tuple[dict, dict]:
     if array.ndim < 2:
         array = array.reshape(1, 1, -1)
     channels = array.shape[1]
-    # [C, everything else] in float64: sums over millions of float32 values lose digits
-    per_channel = np.moveaxis(array, 1, 0).reshape(channels, -1)
+    per_channel = np.moveaxis(array, 1, 0).reshape(channels, -1)  # [C, everything else]
+    positions = max(per_channel.shape[1], 1)
     finite = np.isfinite(per_channel)
     all_finite = bool(finite.all())
-    values = per_channel.astype(np.float64, copy=False)
-    if not all_finite:
-        values = np.where(finite, values, 0.0)
+    if not all_finite:  # rare: zero the non-finite values so they drop out of the sums
+        per_channel = np.where(finite, per_channel, 0)
+    # Sums accumulate in float64 (float32 sums over millions of values lose digits), reading
+    # the float32 maps directly rather than a float64 copy of every map.
+    sums = per_channel.sum(axis=1, dtype=np.float64)
     counts = finite.sum(axis=1) if not all_finite else np.full(channels, per_channel.shape[1])
-    sums = values.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         channel_mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    if all_finite:
-        channel_max = per_channel.max(axis=1) if per_channel.shape[1] else np.full(channels, np.nan)
-        channel_min = per_channel.min(axis=1) if per_channel.shape[1] else np.full(channels, np.nan)
+    if per_channel.shape[1] == 0:
+        channel_max = channel_min = np.full(channels, np.nan)
+    elif all_finite:
+        channel_max, channel_min = per_channel.max(axis=1), per_channel.min(axis=1)
     else:
         channel_max = np.where(finite, per_channel, -np.inf).max(axis=1)
         channel_min = np.where(finite, per_channel, np.inf).min(axis=1)
-    zeros = (per_channel == 0).sum(axis=1)
-    positions = max(per_channel.shape[1], 1)
+    zeros = per_channel.shape[1] - np.count_nonzero(per_channel, axis=1)
+    if not all_finite:
+        zeros = zeros - (~finite).sum(axis=1)  # the zeroed non-finite values were not zeros
 
     total = int(counts.sum())
     mean = float(sums.sum() / total) if total else float("nan")
-    # two-pass variance: the sum-of-squares shortcut loses precision for maps far from 0
-    deviations = values - mean
-    if not all_finite:
-        deviations[~finite] = 0.0
-    variance = float(np.square(deviations).sum() / total) if total else float("nan")
+    # two-pass variance in float64 (the sum-of-squares shortcut loses precision for maps far
+    # from 0); the one float64 temporary is squared in place and freed at once
+    variance = float("nan")
+    if total:
+        deviations = per_channel.astype(np.float64)
+        deviations -= mean
+        if not all_finite:
+            deviations[~finite] = 0.0
+        variance = float(np.square(deviations, out=deviations).sum() / total)
+        del deviations
     stats = {
         "min": _finite_or_none(channel_min.min()) if channels else None,
         "max": _finite_or_none(channel_max.max()) if channels else None,

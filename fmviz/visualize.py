@@ -135,7 +135,11 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
         },
     }
     manifest["timings_ms"]["write"] = round((time.perf_counter() - started) * 1000, 3)
-    atomic_write_text(folder / "manifest.json", json.dumps(manifest, indent=1, allow_nan=False))
+    # compact JSON: json's fast C encoder only runs without indent (manifests of big models
+    # hold tens of thousands of numbers); `jq .` pretty-prints it
+    atomic_write_text(
+        folder / "manifest.json", json.dumps(manifest, separators=(",", ":"), allow_nan=False)
+    )
     if options.html:
         from . import gallery
 

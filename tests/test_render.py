@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from fmviz import render
+from fmviz.colormap_tables import TABLES
 from fmviz.errors import OptionError, OutputError
 from fmviz.render import LEVELS, NONFINITE, PANEL, SEPARATOR, TEXT
 
@@ -481,3 +482,12 @@ def test_save_png_failure_leaves_nothing_under_the_final_name(tmp_path):
 
     with pytest.raises(OutputError):
         render.save_png(Exploding(), tmp_path / "missing-dir" / "z.png")
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_built_in_colour_tables_equal_matplotlib(name):
+    """The default maps draw without importing matplotlib; their tables must be matplotlib's."""
+    from fmviz.render import colormap_lut, matplotlib_lut
+
+    np.testing.assert_array_equal(colormap_lut(name), matplotlib_lut(name))
+    assert colormap_lut(name).shape == (render.LEVELS, 3)
