@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -573,6 +575,41 @@ def save_png(image: Image.Image, path) -> None:
     """Write ``image`` as PNG atomically (temporary file, then rename).
 
     compress_level=1: about twice as fast as the default for ~10% more bytes; never
-    optimize=True (ten times slower).
+    optimize=True (ten times slower). RGB pictures (overlays) go through :func:`rgb_png`.
     """
+    if image.mode == "RGB":
+        data = rgb_png(np.asarray(image))
+        atomic_write_with(Path(path), lambda handle: handle.write(data))
+        return
     atomic_write_with(Path(path), lambda handle: image.save(handle, format="PNG", compress_level=1))
+
+
+def rgb_png(pixels: np.ndarray) -> bytes:
+    """Encode uint8 [H, W, 3] as a PNG with every row "Sub"-filtered and zlib level 1.
+
+    Pillow tries all five PNG filters on every row of an RGB image; for photo-like overlays one
+    fixed Sub filter (each byte minus the byte one pixel to the left) compresses about as well
+    and, computed by numpy, encodes in about half the time.
+    """
+    height, width, _ = pixels.shape
+    rows = np.empty((height, 1 + width * 3), dtype=np.uint8)
+    rows[:, 0] = 1  # filter type 1: Sub
+    flat = pixels.reshape(height, width * 3)
+    rows[:, 1:4] = flat[:, :3]
+    np.subtract(flat[:, 3:], flat[:, :-3], out=rows[:, 4:], casting="unsafe")  # mod 256
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)),
+            chunk(b"IEND", b""),
+        )
+    )

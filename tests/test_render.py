@@ -466,6 +466,8 @@ def test_save_png_is_atomic_and_fast_settings(tmp_path, monkeypatch):
 
 def test_save_png_failure_leaves_nothing_under_the_final_name(tmp_path):
     class Exploding:
+        mode = "P"
+
         def save(self, fp, **kwargs):
             fp.write(b"\x89PNG half a file")
             raise RuntimeError("disk gremlin")
@@ -491,3 +493,14 @@ def test_built_in_colour_tables_equal_matplotlib(name):
 
     np.testing.assert_array_equal(colormap_lut(name), matplotlib_lut(name))
     assert colormap_lut(name).shape == (render.LEVELS, 3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 3), (64, 80, 3)])
+def test_rgb_png_decodes_to_the_same_pixels(tmp_path, shape):
+    pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    pixels[0, :] = 255  # wrap-around in the Sub filter (0 - 255 mod 256)
+    path = tmp_path / "rgb.png"
+    render.save_png(Image.fromarray(pixels), path)
+    with Image.open(path) as decoded:
+        assert decoded.format == "PNG" and decoded.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(decoded), pixels)
