@@ -532,7 +532,8 @@ def bench_startup(cfg: Config, paths: dict[str, Path]) -> dict:
 
 
 def bench_memory(cfg: Config, paths: dict[str, Path]) -> dict:
-    from fmviz.model import default_max_memory, open_model, parse_size
+    from fmviz.memory import default_max_memory, parse_size
+    from fmviz.model import open_model
 
     model = paths["resnet50"]
     size = cfg.big_size

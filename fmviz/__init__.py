@@ -25,7 +25,20 @@ _LAZY = {
     "OutputError": "fmviz.errors",
     "render": "fmviz.render",
 }
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "__version__",
+    "open_model",
+    "Model",
+    "Capture",
+    "Layer",
+    "InputOptions",
+    "FmvizError",
+    "ModelError",
+    "InputError",
+    "OptionError",
+    "OutputError",
+    "render",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import render

@@ -129,7 +129,7 @@ selection_options = _compose(
 def _max_memory(ctx, param, value):
     if value is None:
         return None
-    from .model import parse_size  # raises OptionError: one Error: line, exit 2
+    from .memory import parse_size  # raises OptionError: one Error: line, exit 2
 
     return parse_size(value)
 

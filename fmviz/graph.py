@@ -718,6 +718,17 @@ def expose(proto: onnx.ModelProto, tensors: Iterable[str]) -> bytes:
     copied in memory.
     """
     graph = proto.graph
+    added = append_outputs(graph, tensors)
+    try:
+        return proto.SerializeToString()
+    finally:
+        for _ in range(added):
+            graph.output.pop()
+
+
+def append_outputs(graph: onnx.GraphProto, tensors: Iterable[str]) -> int:
+    """Append ``tensors`` to ``graph.output`` (skipping empty names and existing outputs,
+    typed from value_info where known); returns how many were added, for the caller to pop."""
     existing = {o.name for o in graph.output}
     known_types = {v.name: v for v in list(graph.value_info) + list(graph.input)}
     added = 0
@@ -731,8 +742,4 @@ def expose(proto: onnx.ModelProto, tensors: Iterable[str]) -> bytes:
             info.name = name
         existing.add(name)
         added += 1
-    try:
-        return proto.SerializeToString()
-    finally:
-        for _ in range(added):
-            graph.output.pop()
+    return added

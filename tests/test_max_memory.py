@@ -15,7 +15,8 @@ from PIL import Image
 
 from fmviz.cli import main
 from fmviz.errors import OptionError
-from fmviz.model import open_model, parse_size
+from fmviz.memory import parse_size
+from fmviz.model import open_model
 from tests import models as tm
 
 
