@@ -153,7 +153,9 @@ input_options = _compose(
         help="Value of another model input: NAME=FILE.npy or NAME=NUMBER (repeatable).",
     ),
     click.option(
-        "--size", type=SizeType(), help="Resize images to N or WxH when the model's size is dynamic."
+        "--size",
+        type=SizeType(),
+        help="Resize images to N or WxH when the model's size is dynamic.",
     ),
     click.option(
         "--layout",

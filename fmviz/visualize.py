@@ -104,7 +104,9 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
         )
     rendered = time.perf_counter()
     if options.save_arrays:
-        arrays = {layer.tensor(capture.stage): capture.maps[layer.index] for layer in capture.layers}
+        arrays = {
+            layer.tensor(capture.stage): capture.maps[layer.index] for layer in capture.layers
+        }
         atomic_write_with(folder / "arrays.npz", lambda handle: _save_npz(handle, arrays))
     manifest = {
         "schema": MANIFEST_SCHEMA,

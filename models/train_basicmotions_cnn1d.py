@@ -27,9 +27,8 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from aeon.datasets import load_basic_motions
-
 from _onnx_export import OPSET, describe, export_onnx
+from aeon.datasets import load_basic_motions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "basicmotions_cnn1d.onnx")
@@ -80,7 +79,7 @@ class BasicMotionsCNN1d(nn.Module):
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(64, n_classes)
 
-    def train(self, mode: bool = True) -> "BasicMotionsCNN1d":
+    def train(self, mode: bool = True) -> BasicMotionsCNN1d:
         super().train(mode)
         self.input_norm.eval()
         return self
@@ -117,7 +116,8 @@ def main() -> int:
     print("train per-channel mean", np.round(mean, 3), "std", np.round(np.sqrt(var), 3))
 
     model = BasicMotionsCNN1d(len(classes), mean, var)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=1e-3)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=3e-3, weight_decay=1e-3)
     steps = EPOCHS * ((len(ytr) + BATCH - 1) // BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     gen = torch.Generator().manual_seed(SEED)

@@ -24,11 +24,10 @@ import onnxruntime as ort
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _onnx_export import OPSET, describe, export_onnx
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-
-from _onnx_export import OPSET, describe, export_onnx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "digits_cnn.onnx")

@@ -254,7 +254,6 @@ def _per_channel(values: tuple[float, ...] | None, channels: int, what: str) -> 
 
 
 def load_image(path: Path, target: ModelInput, options):
-    from PIL import Image
 
     from . import PreparedInput
 
