@@ -409,9 +409,8 @@ def _expand_stdin(inputs) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="No summary, notices or progress.")
 @debug_option
 def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, eps, rare,
-                 batch_size,
-                 limit, workers, as_json, reports, fail_on_dead, max_dead_fraction, strict,
-                 checkpoint, checkpoint_every, progress, quiet, debug, **kwargs) -> None:
+                 batch_size, limit, workers, as_json, reports, fail_on_dead, max_dead_fraction,
+                 strict, checkpoint, checkpoint_every, progress, quiet, debug, **kwargs) -> None:
     """Find channels that never fire (dead), rarely fire, or never change over many INPUTs.
 
     INPUTs are files, folders (searched recursively for images, series and tensors) and '-'
