@@ -124,7 +124,17 @@ class StemAllocator:
         self._used: set[str] = set()
 
     def allocate(self, stem: str) -> str:
-        base = safe_name(stem) if stem.strip(".") else "input"  # "", ".", ".." name nothing
+        """``stem`` as it is (SPEC: ``OUT/<input-stem>/``), made unique within the run.
+
+        A stem is one file name already, so it cannot climb out of OUT; only names made of
+        dots ("", ".", "..", which name no new folder) become ``input``, and separators or NUL
+        (possible only in stems given through the API) become ``_``.
+        """
+        base = stem
+        for bad in {os.sep, os.altsep or os.sep, "\0"}:
+            base = base.replace(bad, "_")
+        if not base.strip("."):
+            base = "input"
         name, n = base, 1
         while name.lower() in self._used:  # case-insensitive: safe on macOS/Windows filesystems
             n += 1

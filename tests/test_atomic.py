@@ -360,7 +360,7 @@ def test_names_from_the_model_never_leave_out(tmp_path, monkeypatch, capfd):
         assert len(path.name.encode("utf-8")) <= 255, path.name
         assert not path.is_symlink()
     manifests = sorted(out.rglob("manifest.json"))
-    assert [m.parent.name for m in manifests] == ["my_photo_1_", "ok"]
+    assert [m.parent.name for m in manifests] == ["my photo (1) 照片", "ok"]  # stems as they are
     for manifest_path in manifests:
         manifest = json.loads(manifest_path.read_text())
         assert [layer["name"] for layer in manifest["layers"]] == [
@@ -388,7 +388,7 @@ def test_layer_names_are_cleaned_to_the_documented_characters(tmp_path, capfd):
             assert all(c.isascii() and (c.isalnum() or c in "._-") for c in path.name), path.name
 
 
-def test_input_stems_are_cleaned_and_deduplicated(tmp_path, capfd):
+def test_input_stems_are_kept_and_deduplicated(tmp_path, capfd):
     inputs = []
     for name in ["..png", "a b.png", "a_b.png", "A_B.png", "é.png", "-.png", "x" * 250 + ".png"]:
         path = tmp_path / "in" / name
@@ -401,6 +401,6 @@ def test_input_stems_are_cleaned_and_deduplicated(tmp_path, capfd):
     folders = sorted(p.name for p in out.iterdir())
     assert len(folders) == len(inputs)
     assert len({f.lower() for f in folders}) == len(folders)
-    for folder in folders:
-        assert not folder.startswith(".") and len(folder.encode()) <= 255
-        assert all(c.isascii() and (c.isalnum() or c in "._-") for c in folder), folder
+    for folder in folders:  # SPEC: OUT/<input-stem>/, stems as they are, "." becomes input
+        assert folder not in (".", "..") and len(folder.encode()) <= 255
+    assert {"input", "a b", "a_b", "A_B-2", "é", "-", "x" * 250} == set(folders)

@@ -69,7 +69,7 @@ def test_stem_allocator():
     assert stems.allocate("cat-5") == "cat-5"
     assert stems.allocate("cat") == "cat-6"  # skips a name already taken explicitly
     assert stems.allocate("") == "input"
-    assert stems.allocate("../x") == "_x"
+    assert stems.allocate("../x") == ".._x"  # a separator (API callers only) cannot nest
     assert StemAllocator().allocate("cat") == "cat"  # counted per allocator (per run)
 
 
@@ -163,3 +163,13 @@ def test_inside(tmp_path):
     link = root / "link"
     link.symlink_to(tmp_path)
     assert not inside(root, link / "x")  # symlinks are resolved
+
+
+def test_input_stems_are_kept_as_they_are():
+    """SPEC: OUT/<input-stem>/ — only layer names are reduced to [A-Za-z0-9._-]."""
+    stems = StemAllocator()
+    assert stems.allocate("猫") == "猫"
+    assert stems.allocate("犬") == "犬"
+    assert stems.allocate("my photo") == "my photo"
+    assert stems.allocate("..") == "input"
+    assert stems.allocate("a/b") == "a_b"
