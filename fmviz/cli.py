@@ -482,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `fmviz`: the help, not one line
+        _stderr(exc.ctx.get_help() if exc.ctx else str(exc))
+        return EXIT_USAGE
     except click.exceptions.Abort:
         return EXIT_INTERRUPTED
     except click.ClickException as exc:

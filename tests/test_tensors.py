@@ -20,6 +20,13 @@ from tests import models
 IMAGE = ModelInput("input", ("N", 3, 16, 16), np.dtype(np.float32))
 
 
+
+def cast_error(path, source: str, target: str) -> str:
+    return (
+        f"{path}: dtype {source} cannot be cast exactly to the model's {target} "
+        f"(save it as {target}, e.g. with array.astype(np.{target}))"
+    )
+
 def load(path, tgt=IMAGE):
     return load_input(path, tgt, InputOptions())
 
@@ -172,20 +179,28 @@ def test_unknown_dims_are_shown_as_question_marks(tmp_path):
     assert str(info.value) == f"{path}: tensor shape [1, 2, 3] does not fit input 'x' [?, 5, ?]"
 
 
-def test_float64_is_cast_to_float32(tmp_path):
-    array = np.random.default_rng(2).standard_normal((1, 3, 16, 16))
-    prepared = load(save_npy(tmp_path / "d.npy", array))
+def test_float64_is_cast_to_float32_only_when_exact(tmp_path):
+    exact = np.random.default_rng(2).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    prepared = load(save_npy(tmp_path / "d.npy", exact.astype(np.float64)))
     assert prepared.array.dtype == np.float32
-    np.testing.assert_array_equal(prepared.array, array.astype(np.float32))
+    np.testing.assert_array_equal(prepared.array, exact)
     assert prepared.preprocess["cast"] == "float64->float32"
     assert prepared.preprocess["source_dtype"] == "float64"
+
+    rounded = save_npy(tmp_path / "r.npy", np.full((1, 3, 16, 16), 0.1))  # 0.1 is no float32
+    with pytest.raises(InputError) as info:
+        load(rounded)
+    assert str(info.value) == (
+        f"{rounded}: dtype float64 cannot be cast exactly to the model's float32 "
+        "(save it as float32, e.g. with array.astype(np.float32))"
+    )
 
 
 def test_float_overflowing_float16_is_an_error(tmp_path):
     path = save_npy(tmp_path / "big.npy", np.full((1, 3, 16, 16), 1e6))
     with pytest.raises(InputError) as info:
         load(path, ModelInput("input", ("N", 3, 16, 16), np.dtype(np.float16)))
-    assert str(info.value) == f"{path}: dtype float64 cannot be cast exactly to the model's float16"
+    assert str(info.value) == cast_error(path, "float64", "float16")
 
 
 INT_IMAGE = ModelInput("input", ("N", 3, 4, 4), np.dtype(np.int64))
@@ -200,7 +215,7 @@ def test_float_to_int64_must_be_exact(tmp_path):
     path = save_npy(tmp_path / "half.npy", inexact)
     with pytest.raises(InputError) as info:
         load(path, INT_IMAGE)
-    assert str(info.value) == f"{path}: dtype float64 cannot be cast exactly to the model's int64"
+    assert str(info.value) == cast_error(path, "float64", "int64")
 
 
 def test_int_to_float32_must_be_exact(tmp_path):
@@ -209,7 +224,7 @@ def test_int_to_float32_must_be_exact(tmp_path):
     path = save_npy(tmp_path / "lossy.npy", fine + 1)  # 2**24 + 1 has no float32
     with pytest.raises(InputError) as info:
         load(path)
-    assert str(info.value) == f"{path}: dtype int64 cannot be cast exactly to the model's float32"
+    assert str(info.value) == cast_error(path, "int64", "float32")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -290,7 +305,7 @@ def test_feed_file_is_checked_like_an_input(extra_model, image, tmp_path):
     model = open_model(extra_model, ("cpu",))
     with pytest.raises(InputError) as info:
         model.prepare(image, InputOptions(feeds=(("steps", str(wrong)),)))
-    assert str(info.value) == f"{wrong}: dtype float64 cannot be cast exactly to the model's int64"
+    assert str(info.value) == cast_error(wrong, "float64", "int64")
     with pytest.raises(InputError) as info:
         model.prepare(image, InputOptions(feeds=(("steps", str(tmp_path / "absent.npy")),)))
     assert str(info.value) == f"{tmp_path / 'absent.npy'}: no such file"

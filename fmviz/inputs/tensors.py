@@ -117,23 +117,20 @@ def fit_tensor(array: np.ndarray, target: ModelInput, path: Path) -> np.ndarray:
 
 
 def cast_exactly(array: np.ndarray, dtype: np.dtype | None, path: Path) -> np.ndarray:
-    """Cast to ``dtype`` when nothing is lost.
+    """Cast to ``dtype`` only when every value survives exactly (SPEC: else an error).
 
-    Float-to-float narrowing (float64 to float32) is a precision change the model would make
-    anyway, so it is allowed as long as no value overflows; casts to or from integers must be
-    exact.
+    float64 values that are float32 numbers (an array saved after ``astype(np.float32)`` and
+    back, integers, halves, ...) pass; anything that would be rounded is refused, so what the
+    model sees is always what the file holds.
     """
     if dtype is None or array.dtype == dtype:
         return np.ascontiguousarray(array)
     with np.errstate(all="ignore"):
         cast = array.astype(dtype)
-    if array.dtype.kind == "f" and dtype.kind == "f":
-        exact = bool(np.isfinite(cast).all()) if array.size else True
-    else:
-        exact = bool(np.array_equal(cast.astype(array.dtype), array))
-    if not exact:
+    if not np.array_equal(cast.astype(array.dtype), array):
         raise InputError(
-            f"{path}: dtype {array.dtype} cannot be cast exactly to the model's {dtype}"
+            f"{path}: dtype {array.dtype} cannot be cast exactly to the model's {dtype} "
+            f"(save it as {dtype}, e.g. with array.astype(np.{dtype.name}))"
         )
     return np.ascontiguousarray(cast)
 
