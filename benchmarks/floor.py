@@ -34,6 +34,7 @@ SPECIAL = {SEPARATOR: (30, 60, 110), PANEL: (255, 255, 255), TEXT: (0, 0, 0),
            NONFINITE: (255, 0, 255)}
 PANEL_WIDTH, PANEL_MIN_HEIGHT = 92, 140
 BAR_X, BAR_WIDTH, BAR_TOP, BAR_BOTTOM_MARGIN = 10, 14, 12, 28
+CAPTION_LINE = 12
 LABEL_X = BAR_X + BAR_WIDTH + 6
 
 
@@ -87,12 +88,14 @@ def text_at(draw, font, x, y_mid, text):
     draw.text((x - left, round(y_mid - (top + bottom) / 2)), text, fill=TEXT, font=font)
 
 
-def heatmap(grid: np.ndarray, pal: list[int], centred: bool) -> Image.Image:
+def heatmap(grid: np.ndarray, pal: list[int], centred: bool, span: tuple[float, float]
+            ) -> Image.Image:
     grid_h, grid_w = grid.shape
     height = max(grid_h, PANEL_MIN_HEIGHT)
     canvas = np.full((height, grid_w + PANEL_WIDTH), PANEL, dtype=np.uint8)
     canvas[:grid_h, :grid_w] = grid
-    bar_x, bar_bottom = grid_w + BAR_X, height - BAR_BOTTOM_MARGIN
+    margin = BAR_BOTTOM_MARGIN + 2 * CAPTION_LINE  # "per channel", "lo ...", "hi ..."
+    bar_x, bar_bottom = grid_w + BAR_X, height - margin
     bar_h = bar_bottom - BAR_TOP
     ramp = np.rint(np.linspace(LEVELS - 1, 0, bar_h)).astype(np.uint8)
     canvas[BAR_TOP:bar_bottom, bar_x:bar_x + BAR_WIDTH] = ramp[:, None]
@@ -107,10 +110,11 @@ def heatmap(grid: np.ndarray, pal: list[int], centred: bool) -> Image.Image:
         labels = [(top_y, "+max"), (mid_y, "0"), (bottom_y, "-max")]
     else:
         labels = [(top_y, "max"), (bottom_y, "min")]
-    caption = "per channel"
-    left, _, right, _ = draw.textbbox((0, 0), caption, font=font)
-    text_at(draw, font, grid_w + max(2, (PANEL_WIDTH - (right - left)) // 2),
-            height - BAR_BOTTOM_MARGIN / 2, caption)
+    captions = ["per channel", f"lo {span[0]:.3g}", f"hi {span[1]:.3g}"]
+    for row, caption in enumerate(captions):
+        left, _, right, _ = draw.textbbox((0, 0), caption, font=font)
+        text_at(draw, font, grid_w + max(2, (PANEL_WIDTH - (right - left)) // 2),
+                height - margin + BAR_BOTTOM_MARGIN / 2 + row * CAPTION_LINE, caption)
     for y, text in labels:
         yi = round(y)
         draw.line((bar_x + BAR_WIDTH, yi, bar_x + BAR_WIDTH + 3, yi), fill=TEXT)
@@ -159,7 +163,9 @@ def main(spec_path: str) -> int:
         image = Image.fromarray(grid)
         image.putpalette(pal["grey"])
         image.save(os.path.join(out, f"{stem}.grid.png"), compress_level=1)
-        hm = heatmap(grid, pal["RdBu_r" if centred else "magma"], centred)
+        peak = float(np.abs(maps).max())
+        span = (-peak, peak) if centred else (float(maps.min()), float(maps.max()))
+        hm = heatmap(grid, pal["RdBu_r" if centred else "magma"], centred, span)
         hm.save(os.path.join(out, f"{stem}.heatmap.png"), compress_level=1)
         if spec.get("overlay"):
             ov = overlay(maps, picture, spec.get("alpha", 0.5), pal["inferno"])

@@ -29,6 +29,7 @@ ACTIVATION_OPS = frozenset(
 )
 SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
 STAGES = ("post", "pre")
+_PROTOBUF_LIMIT = (2 << 30) - (64 << 20)  # protobuf serializes at most 2 GB; keep a margin
 
 # Decomposed activations: the op types along the "gate" branch of x * gate(x), in order.
 # The optional trailing constant Mul/Div after the join (the /6 of hard-swish, the *0.5 of GELU)
@@ -717,6 +718,11 @@ def expose(proto: onnx.ModelProto, tensors: Iterable[str]) -> bytes:
     outputs are appended, serialized and removed again, so the (possibly large) model is never
     copied in memory.
     """
+    if proto.ByteSize() >= _PROTOBUF_LIMIT:
+        raise ModelError(
+            "the model with its weights is over 2 GB, more than protobuf can hand to "
+            "onnxruntime in memory; fmviz does not support such models yet"
+        )
     graph = proto.graph
     added = append_outputs(graph, tensors)
     try:

@@ -74,6 +74,7 @@ _PANEL_WIDTH = 92
 _PANEL_MIN_HEIGHT = 140
 _BAR_X, _BAR_WIDTH = 10, 14
 _BAR_TOP, _BAR_BOTTOM_MARGIN = 12, 28  # room at the bottom for the caption
+_CAPTION_LINE = 12  # pixels per extra caption line under the bar (default font is 11 px)
 _LABEL_X = _BAR_X + _BAR_WIDTH + 6
 
 # Values per quantisation chunk: bounds the float64 working copy (~8 MB) on huge layers and
@@ -502,7 +503,9 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
     # The bar: the very palette indices the tiles use, high at the top.
     bar_x = grid_w + _BAR_X
     bar_top = _BAR_TOP
-    bar_bottom = height - _BAR_BOTTOM_MARGIN  # exclusive
+    # per channel: the caption and the span the tiles' ranges cover take three lines
+    margin = _BAR_BOTTOM_MARGIN + (2 * _CAPTION_LINE if normalize == "channel" else 0)
+    bar_bottom = height - margin  # exclusive
     bar_h = bar_bottom - bar_top
     ramp = np.rint(np.linspace(LEVELS - 1, 0, bar_h)).astype(np.uint8)
     canvas[bar_top:bar_bottom, bar_x : bar_x + _BAR_WIDTH] = ramp[:, None]
@@ -526,10 +529,14 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
             labels = [(top_y, "+max"), (mid_y, "0"), (bottom_y, "-max")]
         else:
             labels = [(top_y, "max"), (bottom_y, "min")]
-        caption = "per channel"
-        left, _, right, _ = draw.textbbox((0, 0), caption, font=font)
-        cx = grid_w + max(2, (_PANEL_WIDTH - (right - left)) // 2)
-        _text_at(draw, font, cx, height - _BAR_BOTTOM_MARGIN / 2, caption)
+        # each tile spans its own range; print the span those ranges cover, in numbers
+        los, his = (tiles.ranges[:, 0], tiles.ranges[:, 1]) if len(tiles.ranges) else ([0], [0])
+        captions = ["per channel", f"lo {float(np.min(los)):.3g}", f"hi {float(np.max(his)):.3g}"]
+        first_y = height - margin + _BAR_BOTTOM_MARGIN / 2
+        for row, caption in enumerate(captions):
+            left, _, right, _ = draw.textbbox((0, 0), caption, font=font)
+            cx = grid_w + max(2, (_PANEL_WIDTH - (right - left)) // 2)
+            _text_at(draw, font, cx, first_y + row * _CAPTION_LINE, caption)
     tick_x = bar_x + _BAR_WIDTH
     for y, text in labels:
         yi = round(y)

@@ -612,3 +612,14 @@ def test_bundled_digit_is_fed_exactly_as_the_training_script_prepared_digits():
     expected = (np.asarray(resized, dtype=np.float64) / 255).astype(np.float32)
     np.testing.assert_array_equal(prepared.array[0, 0], expected)
     assert prepared.preprocess["resample_on"] == "8-bit"
+
+
+def test_size_on_a_static_model_is_ignored_with_a_notice(tmp_path):
+    path = tmp_path / "p.png"
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(path)
+    target = ModelInput("input", ("N", 3, 16, 16), np.dtype(np.float32))
+    prepared = load_input(path, target, InputOptions(size=(64, 64)))
+    assert prepared.array.shape == (1, 3, 16, 16)
+    assert prepared.notices == [
+        "--size 64x64 ignored: input 'input' has the static size 16x16"
+    ]

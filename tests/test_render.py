@@ -396,6 +396,9 @@ def test_heatmap_colour_bar_channel_mode(tmp_path):
     text = check_heatmap(path, tiles, "inferno")
     assert contains_text(text, "max") and contains_text(text, "min")
     assert contains_text(text, "per channel") and not contains_text(text, "+max")
+    # SPEC: the scale prints the range it stands for: the span the tiles' ranges cover
+    lo, hi = maps.min(), maps.max()
+    assert contains_text(text, f"lo {lo:.3g}") and contains_text(text, f"hi {hi:.3g}")
 
     tiles = render.make_tiles(maps[:2], centred=True)
     render.save_png(render.heatmap_image(tiles, "coolwarm", "channel"), path)

@@ -279,6 +279,12 @@ def load_image(path: Path, target: ModelInput, options):
     )
     values, convert_record = picture_array(picture, channels, size)
     record.update(convert_record)
+    notices = []
+    if options.size is not None and record["resize_rule"] == "model":
+        notices.append(
+            f"--size {options.size[0]}x{options.size[1]} ignored: input {target.name!r} has "
+            f"the static size {size[0]}x{size[1]}"
+        )
 
     is_float_model = target.dtype is None or target.dtype.kind == "f"
     preset = options.preset or ("unit" if is_float_model else "raw")
@@ -342,6 +348,7 @@ def load_image(path: Path, target: ModelInput, options):
         array=tensor,
         preprocess=record,
         picture=lambda: _overlay_picture(picture),  # made on first use: scans never need it
+        notices=notices,
     )
 
 
