@@ -12,8 +12,8 @@ same folder. Safety, in layers:
   and allows no request but images from the page's own folder.
 
 Public functions: :func:`write_run_page` (called by ``fmviz run --html``),
-:func:`write_scan_page` (for ``fmviz dead-filters --report scan.html``) and the two ``*_html``
-functions that return the page text without writing it.
+:func:`scan_page_html` (the page ``fmviz dead-filters --report scan.html`` writes, through
+:mod:`fmviz.report`) and :func:`run_page_html`, which return the page text.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ __all__ = [
     "run_page_html",
     "scan_page_html",
     "write_run_page",
-    "write_scan_page",
 ]
 
 PAGE_NAME = "index.html"
@@ -82,18 +81,6 @@ def write_run_page(
     page = folder / PAGE_NAME
     atomic_write_text(page, run_page_html(manifest, picture=picture_name, signal=signal))
     return page
-
-
-def write_scan_page(path: str | Path, report: Mapping) -> Path:
-    """Write a dead-filter report (schema ``fmviz/dead-filters/1``) as one HTML page.
-
-    Parent folders are created; the file is written atomically. Returns ``path``.
-    """
-    path = Path(path)
-    if path.parent != Path(""):
-        ensure_dir(path.parent)
-    atomic_write_text(path, scan_page_html(report))
-    return path
 
 
 # ----------------------------------------------------------------------------- helpers

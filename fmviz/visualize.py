@@ -90,8 +90,8 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
     started = time.perf_counter()
     capture.input.overlay_picture()  # once, before the render threads all want it
     stems = _unique_stems(capture.layers)
-    # Layers render independently; numpy and Pillow's encoder release the GIL for the heavy
-    # parts, so a small pool keeps both cores busy on large models.
+    # Layers render independently; numpy, zlib and Pillow's encoder release the GIL for the
+    # heavy parts, so a small pool (up to 4 threads) keeps the cores busy on large models.
     workers = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         entries = list(

@@ -20,6 +20,7 @@ from PIL import Image
 
 from fmviz import gallery, render
 from fmviz.cli import main
+from fmviz.report import write_reports
 from tests import browser, models
 
 NASTY = "conv1\"'<script>alert('x')</script>&amp;</textarea>"
@@ -310,7 +311,8 @@ def test_series_run_page_has_signal_and_rows(tmp_path):
 
 def test_scan_page_counts_escapes_and_lists_skipped(tmp_path):
     report = scan_report()
-    path = gallery.write_scan_page(tmp_path / "deep" / "er" / "scan.html", report)
+    path = tmp_path / "deep" / "er" / "scan.html"
+    write_reports(report, [(path, "html")])  # as `dead-filters --report` writes it
     text = path.read_text()
     page = assert_self_contained(text)
     assert "<script>alert" not in text and "<img src=x" not in text
@@ -597,7 +599,8 @@ def test_escaped_names_stay_text_in_the_browser(page, tmp_path):
 @pytest.mark.browser
 def test_scan_page_in_the_browser(page, tmp_path):
     report = scan_report()
-    path = gallery.write_scan_page(tmp_path / "scan.html", report)
+    path = tmp_path / "scan.html"
+    write_reports(report, [(path, "html")])
     watch = open_page(page, path)
     assert page.eval_on_selector_all("section.layer", "l => l.length") == len(report["layers"])
     assert "bad <img src=x onerror=alert(1)>.png" in page.text_content("main")
