@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import CONV_OPS, Layer, _GraphIndex, follow_activation, topological_order
+from .graph import CONV_OPS, GraphIndex, Layer, follow_activation, topological_order
 
 __all__ = ["thread_if_outputs", "ThreadedConv"]
 
@@ -128,7 +128,7 @@ def _collect(
     graph: onnx.GraphProto, names: set[str], path: tuple[str, ...]
 ) -> list[ThreadedConv]:
     """Convolutions whose tensors are values of ``graph``'s scope (threading inner Ifs)."""
-    index = _GraphIndex(graph)
+    index = GraphIndex(graph)
     found: list[ThreadedConv] = []
     for node in topological_order(list(graph.node), set()):
         if node.op_type in CONV_OPS and node.domain in ("", "ai.onnx") and node.output:
@@ -146,7 +146,7 @@ def _collect(
     return found
 
 
-def _conv_facts(node: onnx.NodeProto, index: _GraphIndex) -> tuple[int | None, int, tuple | None]:
+def _conv_facts(node: onnx.NodeProto, index: GraphIndex) -> tuple[int | None, int, tuple | None]:
     """Output channels, element type and kernel of a convolution, from its weights."""
     position = 3 if node.op_type == "QLinearConv" else 1
     weight = index.constants.get(node.input[position]) if len(node.input) > position else None

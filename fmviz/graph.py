@@ -393,7 +393,7 @@ def _outer_names(graph: onnx.GraphProto) -> set[str]:
     return used - defined
 
 
-class _GraphIndex:
+class GraphIndex:
     """Lookups over one graph: who consumes a tensor, which tensors are constants."""
 
     def __init__(self, graph: onnx.GraphProto):
@@ -431,7 +431,7 @@ def find_layers(
     """The main graph's convolutions in topological order, each with its pre and post tensor."""
     shapes = shapes or {}
     graph = proto.graph
-    index = _GraphIndex(graph)
+    index = GraphIndex(graph)
     known = {i.name for i in graph.input} | set(index.constants)
     layers: list[Layer] = []
     for node in topological_order(graph.node, known):
@@ -475,7 +475,7 @@ def _weight_name(node: onnx.NodeProto) -> str:
     return node.input[position] if len(node.input) > position else ""
 
 
-def _out_channels(node: onnx.NodeProto, index: _GraphIndex, shape: tuple | None) -> int | None:
+def _out_channels(node: onnx.NodeProto, index: GraphIndex, shape: tuple | None) -> int | None:
     if shape is not None and len(shape) >= 2 and isinstance(shape[1], int):
         return shape[1]
     weight = index.constants.get(_weight_name(node))
@@ -489,7 +489,7 @@ def _out_channels(node: onnx.NodeProto, index: _GraphIndex, shape: tuple | None)
 
 def follow_activation(
     tensor: str,
-    index: _GraphIndex,
+    index: GraphIndex,
     channels: int | None = None,
     spatial_rank: int | None = None,
 ) -> tuple[str, str | None]:
@@ -519,7 +519,7 @@ def follow_activation(
 def _is_affine_step(
     node: onnx.NodeProto,
     tensor: str,
-    index: _GraphIndex,
+    index: GraphIndex,
     channels: int | None,
     spatial_rank: int | None = None,
 ) -> bool:
@@ -560,7 +560,7 @@ def _broadcasts_per_channel(
     return dims == [channels] + [1] * spatial_rank
 
 
-def _activation_name(node: onnx.NodeProto, index: _GraphIndex) -> str:
+def _activation_name(node: onnx.NodeProto, index: GraphIndex) -> str:
     if node.op_type == "Clip":
         low, high = _clip_bounds(node, index)
         if low == 0 and high == 6:
@@ -568,7 +568,7 @@ def _activation_name(node: onnx.NodeProto, index: _GraphIndex) -> str:
     return node.op_type
 
 
-def _clip_bounds(node: onnx.NodeProto, index: _GraphIndex) -> tuple[float | None, float | None]:
+def _clip_bounds(node: onnx.NodeProto, index: GraphIndex) -> tuple[float | None, float | None]:
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     if "min" in attrs or "max" in attrs:  # opset < 11
         return attrs.get("min"), attrs.get("max")
@@ -583,7 +583,7 @@ def _clip_bounds(node: onnx.NodeProto, index: _GraphIndex) -> tuple[float | None
 
 
 def _match_gated(
-    tensor: str, users: list[onnx.NodeProto], index: _GraphIndex
+    tensor: str, users: list[onnx.NodeProto], index: GraphIndex
 ) -> tuple[str, str] | None:
     """Recognise ``x * gate(x)`` (SiLU, hard-swish, Mish, GELU with Erf) starting at ``tensor``."""
     if len(users) != 2:
@@ -617,7 +617,7 @@ def _match_gated(
 
 
 def _branch_to_join(
-    tensor: str, first: onnx.NodeProto, index: _GraphIndex
+    tensor: str, first: onnx.NodeProto, index: GraphIndex
 ) -> tuple[tuple[str, ...], onnx.NodeProto] | None:
     """Follow a chain of single-input steps from ``tensor`` through ``first`` to a binary join.
 

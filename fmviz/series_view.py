@@ -148,29 +148,15 @@ def time_axes(proto, input_name: str, input_axis: int = -1) -> dict[str, tuple]:
 
 def _walk(proto, input_name: str, input_axis: int) -> dict[str, tuple]:
     import onnx
-    from onnx import numpy_helper
 
-    from .graph import topological_order
+    from .graph import GraphIndex, topological_order
 
     graph = proto.graph
-    consts: dict[str, object] = {t.name: t for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output:
-            for attr in node.attribute:
-                if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
-                    consts[node.output[0]] = attr.t
-
-    def const(name: str):
-        tensor = consts.get(name)
-        if tensor is None:
-            return None
-        try:
-            return numpy_helper.to_array(tensor)
-        except Exception:
-            return None
+    index = GraphIndex(graph)  # initializers and Constant outputs, as layer discovery sees them
+    const = index.constant
 
     def dims_of(name: str):
-        tensor = consts.get(name)
+        tensor = index.constants.get(name)
         return tuple(tensor.dims) if tensor is not None else None
 
     rank = None
