@@ -832,11 +832,8 @@ color:var(--muted)}
 padding:4px 8px;border-radius:4px;white-space:pre}
 """
 
-_RUN_JS = r"""
-(function(){
-"use strict";
-var DATA = JSON.parse(document.getElementById("fmviz-data").textContent);
-var ZOOM_BOX = 224, THIN = 32, TARGET = 560, cache = {};
+# Number formatting shared by both pages' scripts (spliced in at /*@fmt@*/ below).
+_FMT_JS = r"""
 function fmt(v){
   if (v === null || v === undefined) return "\u2014";
   if (v === 0) return "0";
@@ -844,6 +841,14 @@ function fmt(v){
   if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
   return String(Number(v.toPrecision(4)));
 }
+"""
+
+_RUN_JS = r"""
+(function(){
+"use strict";
+var DATA = JSON.parse(document.getElementById("fmviz-data").textContent);
+var ZOOM_BOX = 224, THIN = 32, TARGET = 560, cache = {};
+/*@fmt@*/
 function pct(v){ return (v === null || v === undefined) ? "\u2014" : (100 * v).toFixed(1) + "%"; }
 function picture(url){
   var im = cache[url];
@@ -1049,20 +1054,14 @@ if (all) all.querySelectorAll("button").forEach(function(b){
   });
 });
 })();
-"""
+""".replace("/*@fmt@*/\n", _FMT_JS.lstrip("\n"))
 
 _SCAN_JS = r"""
 (function(){
 "use strict";
 var DATA = JSON.parse(document.getElementById("fmviz-data").textContent);
 var tip = document.getElementById("tip");
-function fmt(v){
-  if (v === null || v === undefined) return "\u2014";
-  if (v === 0) return "0";
-  var a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
-  return String(Number(v.toPrecision(4)));
-}
+/*@fmt@*/
 document.querySelectorAll("svg.chan").forEach(function(svg){
   var L = DATA.layers[+svg.closest("section.layer").dataset.pos];
   var n = L.classes.length;
@@ -1081,4 +1080,4 @@ document.querySelectorAll("svg.chan").forEach(function(svg){
   svg.addEventListener("mouseleave", function(){ tip.hidden = true; });
 });
 })();
-"""
+""".replace("/*@fmt@*/\n", _FMT_JS.lstrip("\n"))
