@@ -82,6 +82,8 @@ def run(
 
 
 def layer_file_stem(layer: Layer) -> str:
+    """``NNN-<safe>``: the unique index prefix keeps stems apart even when cleaned names
+    collide (also on case-insensitive file systems)."""
     return f"{layer.index:03d}-{safe_name(layer.name)}"
 
 
@@ -89,7 +91,6 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
     """Write every layer's pictures, the arrays and the manifest for one capture."""
     started = time.perf_counter()
     capture.input.overlay_picture()  # once, before the render threads all want it
-    stems = _unique_stems(capture.layers)
     # Layers render independently; numpy, zlib and Pillow's encoder release the GIL for the
     # heavy parts, so a small pool (up to 4 threads) keeps the cores busy on large models.
     workers = max(1, min(4, os.cpu_count() or 1))
@@ -97,7 +98,7 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
         entries = list(
             pool.map(
                 lambda layer: _layer_entry(
-                    layer, capture, folder, stems[layer.index], options, model.graph
+                    layer, capture, folder, layer_file_stem(layer), options, model.graph
                 ),
                 capture.layers,
             )
@@ -161,20 +162,6 @@ def _save_npz(handle, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(
                     member, np.asarray(array, dtype=np.float32), allow_pickle=False
                 )
-
-
-def _unique_stems(layers: Sequence[Layer]) -> dict[int, str]:
-    # The index prefix already makes names unique; this only guards against case-insensitive
-    # file systems seeing two cleaned names as one.
-    stems: dict[int, str] = {}
-    seen: set[str] = set()
-    for layer in layers:
-        stem = layer_file_stem(layer)
-        while stem.lower() in seen:
-            stem += "_"
-        seen.add(stem.lower())
-        stems[layer.index] = stem
-    return stems
 
 
 def _layer_entry(
