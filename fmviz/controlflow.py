@@ -18,6 +18,7 @@ name, and what ``arrays.npz`` is keyed by.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,6 @@ class ThreadedConv:
     elem_type: int
     rank: int | None
     kernel: tuple[int, ...] | None
-    path: tuple[str, ...]  # "If-node/then_branch" steps from the main graph inwards
 
 
 def thread_if_outputs(
@@ -60,7 +60,7 @@ def thread_if_outputs(
     found: list[ThreadedConv] = []
     for node in topological_order(list(model.graph.node), set()):
         if node.op_type == "If":
-            found.extend(_thread_if(node, model.graph, names, ()))
+            found.extend(_thread_if(node, model.graph, names))
     layers = []
     for offset, item in enumerate(found):
         attrs = {a.name: helper.get_attribute_value(a) for a in item.node.attribute}
@@ -83,15 +83,6 @@ def thread_if_outputs(
             )
         )
     return model, layers
-
-
-def threaded_paths(proto: onnx.ModelProto) -> dict[str, tuple[str, ...]]:
-    """For a model made by :func:`thread_if_outputs`: exposed tensor -> If/branch path."""
-    return {
-        info.name: tuple(info.doc_string.split(" > "))
-        for info in proto.graph.value_info
-        if info.doc_string and "@" in info.name
-    }
 
 
 # ----------------------------------------------------------------------------- internals
@@ -124,9 +115,7 @@ def _unique(base: str, names: set[str]) -> str:
     return name
 
 
-def _collect(
-    graph: onnx.GraphProto, names: set[str], path: tuple[str, ...]
-) -> list[ThreadedConv]:
+def _collect(graph: onnx.GraphProto, names: set[str]) -> list[ThreadedConv]:
     """Convolutions whose tensors are values of ``graph``'s scope (threading inner Ifs)."""
     index = GraphIndex(graph)
     found: list[ThreadedConv] = []
@@ -136,13 +125,14 @@ def _collect(
             if not pre:
                 continue
             channels, elem_type, kernel = _conv_facts(node, index)
-            rank = len(kernel) + 2 if kernel is not None else None
-            post, activation = follow_activation(pre, index, channels)
+            spatial = len(kernel) if kernel is not None else None
+            rank = spatial + 2 if spatial is not None else None
+            post, activation = follow_activation(pre, index, channels, spatial)
             found.append(
-                ThreadedConv(node, pre, post, activation, channels, elem_type, rank, kernel, path)
+                ThreadedConv(node, pre, post, activation, channels, elem_type, rank, kernel)
             )
         elif node.op_type == "If":
-            found.extend(_thread_if(node, graph, names, path))
+            found.extend(_thread_if(node, graph, names))
     return found
 
 
@@ -169,7 +159,7 @@ def _conv_facts(node: onnx.NodeProto, index: GraphIndex) -> tuple[int | None, in
 
 
 def _thread_if(
-    node: onnx.NodeProto, parent: onnx.GraphProto, names: set[str], path: tuple[str, ...]
+    node: onnx.NodeProto, parent: onnx.GraphProto, names: set[str]
 ) -> list[ThreadedConv]:
     branches = {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
     then_g, else_g = branches.get("then_branch"), branches.get("else_branch")
@@ -177,8 +167,8 @@ def _thread_if(
         return []
     label = node.name or (node.output[0] if node.output else "If")
     result: list[ThreadedConv] = []
-    for side, own, other in (("then_branch", then_g, else_g), ("else_branch", else_g, then_g)):
-        inner = _collect(own, names, path + (f"{label}/{side}",))
+    for own, other in ((then_g, else_g), (else_g, then_g)):
+        inner = _collect(own, names)
         for item in inner:
             pre = _thread_tensor(item.pre, item, own, other, node, parent, names, label)
             post = (
@@ -186,12 +176,7 @@ def _thread_if(
                 if item.post == item.pre
                 else _thread_tensor(item.post, item, own, other, node, parent, names, label)
             )
-            result.append(
-                ThreadedConv(
-                    item.node, pre, post, item.activation, item.channels, item.elem_type,
-                    item.rank, item.kernel, item.path,
-                )
-            )
+            result.append(dataclasses.replace(item, pre=pre, post=post))
     return result
 
 
@@ -229,7 +214,5 @@ def _thread_tensor(
 
     outer = _unique(f"{tensor}@{label}", names)
     node.output.append(outer)
-    info = helper.make_tensor_value_info(outer, item.elem_type, None)
-    info.doc_string = " > ".join(item.path)
-    parent.value_info.append(info)
+    parent.value_info.append(helper.make_tensor_value_info(outer, item.elem_type, None))
     return outer

@@ -18,7 +18,7 @@ from PIL import Image
 
 import models as tm
 from fmviz.cli import main
-from fmviz.controlflow import thread_if_outputs, threaded_paths
+from fmviz.controlflow import thread_if_outputs
 from fmviz.errors import OptionError
 from fmviz.graph import Layer, ModelInput, expose, load_model
 from fmviz.inputs import InputOptions, PreparedInput, build_feeds
@@ -220,7 +220,8 @@ def test_thread_if_outputs_exposes_branch_convolutions(builder):
     inner = [u.name for u in load_model_from(model).unreachable]
     assert sorted(layer.name for layer in layers) == sorted(inner)
     assert [layer.index for layer in layers] == list(range(10, 10 + len(layers)))
-    assert set(threaded_paths(threaded)) >= {layer.post_tensor for layer in layers}
+    main_values = {out for node in threaded.graph.node for out in node.output}
+    assert {layer.post_tensor for layer in layers} <= main_values  # outputs of the If itself
 
     tensors = list(dict.fromkeys(t for layer in layers for t in (layer.pre_tensor,
                                                                   layer.post_tensor)))
@@ -309,3 +310,33 @@ def test_open_model_reports_if_only_models_by_subgraph(tmp_path):
     model = open_model(path)
     reason = model._no_layers_reason()
     assert "If 'by_rate'" in reason
+
+
+def test_per_channel_bias_inside_an_if_branch_still_reaches_the_activation():
+    """Conv -> Add([C,1,1] bias) -> Relu inside a branch: post is the Relu, as in the main graph."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    weight = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(np.ones((4, 1, 1), np.float32), "bias")
+    branch = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w"], ["c"], name="inner_conv"),
+            helper.make_node("Add", ["c", "bias"], ["biased"]),
+            helper.make_node("Relu", ["biased"], ["r"]),
+        ],
+        "then", [], [helper.make_tensor_value_info("r", TensorProto.FLOAT, None)],
+        [weight, bias],
+    )
+    other = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["same"])],
+        "else", [], [helper.make_tensor_value_info("same", TensorProto.FLOAT, None)],
+    )
+    model = tm.make_model(
+        [helper.make_node("If", ["flag"], ["out"], then_branch=branch, else_branch=other)],
+        [tm.tensor_input("input", [1, 3, 8, 8]), tm.tensor_input("flag", [], TensorProto.BOOL)],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        check=False,
+    )
+    _, layers = thread_if_outputs(model)
+    assert [(layer.name, layer.activation) for layer in layers] == [("inner_conv", "Relu")]
