@@ -25,7 +25,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import CONV_OPS, GraphIndex, Layer, follow_activation, topological_order
+from .graph import (
+    CONV_OPS,
+    GraphIndex,
+    Layer,
+    conv_channels_and_kernel,
+    follow_activation,
+    topological_order,
+)
 
 __all__ = ["thread_if_outputs", "ThreadedConv"]
 
@@ -137,23 +144,15 @@ def _collect(graph: onnx.GraphProto, names: set[str]) -> list[ThreadedConv]:
 
 
 def _conv_facts(node: onnx.NodeProto, index: GraphIndex) -> tuple[int | None, int, tuple | None]:
-    """Output channels, element type and kernel of a convolution, from its weights."""
-    position = 3 if node.op_type == "QLinearConv" else 1
-    weight = index.constants.get(node.input[position]) if len(node.input) > position else None
-    channels = kernel = None
-    if weight is not None and len(weight.dims) >= 2:
-        kernel = tuple(int(d) for d in weight.dims[2:])
-        if node.op_type == "ConvTranspose":
-            group = next((a.i for a in node.attribute if a.name == "group"), 1) or 1
-            channels = int(weight.dims[1]) * int(group)
-        else:
-            channels = int(weight.dims[0])
+    """Output channels, element type and kernel of a convolution inside a branch."""
+    channels, kernel = conv_channels_and_kernel(node, index)
     if node.op_type == "ConvInteger":
         elem_type = TensorProto.INT32
     elif node.op_type == "QLinearConv":
         zero = index.constants.get(node.input[7]) if len(node.input) > 7 else None
         elem_type = zero.data_type if zero is not None else TensorProto.UINT8
     else:
+        weight = index.constants.get(node.input[1]) if len(node.input) > 1 else None
         elem_type = weight.data_type if weight is not None else TensorProto.FLOAT
     return channels, elem_type, kernel
 

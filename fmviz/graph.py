@@ -440,12 +440,8 @@ def find_layers(
         if not node.output or not node.output[0]:
             continue
         pre = node.output[0]
-        channels = _out_channels(node, index, shapes.get(pre))
+        channels, kernel = conv_channels_and_kernel(node, index, shapes.get(pre))
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        kernel = attrs.get("kernel_shape")
-        if kernel is None:
-            weight = index.constants.get(_weight_name(node))  # dims only: no weight copy
-            kernel = tuple(weight.dims[2:]) if weight is not None and len(weight.dims) > 2 else None
         spatial_rank = len(kernel) if kernel is not None else None
         post, activation = follow_activation(pre, index, channels, spatial_rank)
         stride = attrs.get("strides")
@@ -473,6 +469,22 @@ def find_layers(
 def _weight_name(node: onnx.NodeProto) -> str:
     position = 3 if node.op_type == "QLinearConv" else 1
     return node.input[position] if len(node.input) > position else ""
+
+
+def conv_channels_and_kernel(
+    node: onnx.NodeProto, index: GraphIndex, shape: tuple | None = None
+) -> tuple[int | None, tuple[int, ...] | None]:
+    """A convolution's output channels (from its inferred output ``shape``, else its weights)
+    and kernel (its ``kernel_shape``, else its weights' dims; read without copying weights)."""
+    attrs = {a.name: a for a in node.attribute}
+    weight = index.constants.get(_weight_name(node))
+    if "kernel_shape" in attrs:
+        kernel = tuple(int(k) for k in attrs["kernel_shape"].ints)
+    elif weight is not None and len(weight.dims) > 2:
+        kernel = tuple(int(d) for d in weight.dims[2:])
+    else:
+        kernel = None
+    return _out_channels(node, index, shape), kernel
 
 
 def _out_channels(node: onnx.NodeProto, index: GraphIndex, shape: tuple | None) -> int | None:
