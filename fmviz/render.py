@@ -197,8 +197,7 @@ def strongest_channels(maps: np.ndarray, limit: int) -> np.ndarray:
     arr = np.asarray(maps)
     if arr.ndim < 1:
         raise ValueError("maps must have a channel axis")
-    if limit < 1:
-        raise OptionError(f"--max-channels {limit} must be at least 1")
+    _check_max_channels(limit)
     n_channels = arr.shape[0]
     if n_channels <= limit:
         return np.arange(n_channels)
@@ -211,6 +210,31 @@ def strongest_channels(maps: np.ndarray, limit: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- quantisation
+
+
+def check_options(
+    normalize: str = "channel",
+    clip: float | None = None,
+    max_channels: int = 256,
+    alpha: float = 0.5,
+) -> None:
+    """Raise :class:`OptionError` for a rendering option the functions here would refuse, so a
+    run can fail before any work (each function also checks what it is given)."""
+    _check_options(normalize, clip)
+    _check_max_channels(max_channels)
+    _check_alpha(alpha)
+
+
+def _check_max_channels(limit: int) -> None:
+    if limit < 1:
+        raise OptionError(f"--max-channels {limit} must be at least 1")
+
+
+def _check_alpha(alpha: float) -> float:
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
+        raise OptionError(f"--alpha {alpha:g} must be between 0 and 1")
+    return alpha
 
 
 def _check_options(normalize: str, clip) -> float | None:
@@ -554,9 +578,7 @@ def overlay_image(
     bilinearly. Each pixel is ``picture * (1 - alpha*e) + colour(e) * alpha*e``, so quiet regions
     keep the picture and hot regions take the colour map.
     """
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
-        raise OptionError(f"--alpha {alpha:g} must be between 0 and 1")
+    alpha = _check_alpha(alpha)
     arr = np.asarray(maps)
     if arr.ndim != 3:
         raise ValueError(f"maps must be [C, H, W], got shape {arr.shape}")

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, render
-from .errors import OptionError
 from .graph import Layer
 from .inputs import InputOptions, check_input_path
 from .io import StemAllocator, atomic_write_text, atomic_write_with, ensure_dir, safe_name
@@ -22,7 +21,6 @@ from .model import Capture, Model
 from .stats import summarize
 
 MANIFEST_SCHEMA = "fmviz/run/1"
-NORMALIZE_MODES = ("channel", "layer")
 
 
 @dataclass(frozen=True)
@@ -36,14 +34,8 @@ class RenderOptions:
     alpha: float = 0.5
 
     def validate(self) -> None:
-        if self.normalize not in NORMALIZE_MODES:
-            raise OptionError(f"--normalize {self.normalize!r}: choose channel or layer")
-        if self.clip is not None and not 0 <= self.clip < 50:
-            raise OptionError(f"--clip {self.clip}: must be at least 0 and below 50")
-        if self.max_channels < 1:
-            raise OptionError(f"--max-channels {self.max_channels}: must be at least 1")
-        if not 0 <= self.alpha <= 1:
-            raise OptionError(f"--alpha {self.alpha}: must be between 0 and 1")
+        """Fail on a bad option before anything runs (render's own checks and messages)."""
+        render.check_options(self.normalize, self.clip, self.max_channels, self.alpha)
         if self.cmap is not None:
             render.colormap_lut(self.cmap)  # unknown names fail now, before any work
 
