@@ -8,6 +8,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 from . import __version__, render
 from .graph import Layer
 from .inputs import InputOptions, check_input_path
-from .io import StemAllocator, atomic_write_text, atomic_write_with, ensure_dir, safe_name
+from .io import StemAllocator, atomic_open, atomic_write_text, ensure_dir, safe_name
 from .model import Capture, Model
 from .stats import summarize
 
@@ -86,21 +87,23 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
     # Layers render independently; numpy, zlib and Pillow's encoder release the GIL for the
     # heavy parts, so a small pool (up to 4 threads) keeps the cores busy on large models.
     workers = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        entries = list(
-            pool.map(
-                lambda layer: _layer_entry(
-                    layer, capture, folder, layer_file_stem(layer), options, model.graph
-                ),
-                capture.layers,
-            )
+    arrays = _npz_writer(folder / "arrays.npz") if options.save_arrays else nullcontext(None)
+    entries = []
+    with ThreadPoolExecutor(max_workers=workers) as pool, arrays as add_array:
+        results = pool.map(
+            lambda layer: _layer_entry(
+                layer, capture, folder, layer_file_stem(layer), options, model.graph
+            ),
+            capture.layers,
         )
+        for layer, (entry, array) in zip(capture.layers, results, strict=True):
+            entries.append(entry)
+            if add_array is not None:
+                # written while the map is in hand: reading capture.maps again would re-run
+                # the inference pass of a --max-memory capture that has already let it go
+                add_array(layer.tensor(capture.stage), array)
+            del array
     rendered = time.perf_counter()
-    if options.save_arrays:
-        arrays = {
-            layer.tensor(capture.stage): capture.maps[layer.index] for layer in capture.layers
-        }
-        atomic_write_with(folder / "arrays.npz", lambda handle: _save_npz(handle, arrays))
     manifest = {
         "schema": MANIFEST_SCHEMA,
         "fmviz": __version__,
@@ -144,21 +147,31 @@ def write_outputs(model: Model, capture: Capture, folder: Path, options: RunOpti
     return manifest
 
 
-def _save_npz(handle, arrays: dict[str, np.ndarray]) -> None:
-    # The .npz layout (a zip of NAME.npy members, as np.savez writes it), written directly:
-    # np.savez(file, **arrays) breaks on a tensor named "file" and swallows one named
-    # "allow_pickle". Any string is a valid member name; np.load gives the exact keys back.
-    with zipfile.ZipFile(handle, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, array in arrays.items():
-            with zf.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+@contextmanager
+def _npz_writer(path: Path) -> Iterator[Callable[[str, np.ndarray], None]]:
+    """Add arrays one by one to ``path`` (atomic: renamed into place when all are written).
+
+    The .npz layout (a zip of NAME.npy members, as np.savez writes it), written directly:
+    np.savez(file, **arrays) breaks on a tensor named "file" and swallows one named
+    "allow_pickle". Any string is a valid member name; np.load gives the exact keys back.
+    """
+    with atomic_open(path, "wb") as handle, zipfile.ZipFile(
+        handle, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True
+    ) as archive:
+
+        def add(name: str, array: np.ndarray) -> None:
+            with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
                 np.lib.format.write_array(
                     member, np.asarray(array, dtype=np.float32), allow_pickle=False
                 )
 
+        yield add
+
 
 def _layer_entry(
     layer: Layer, capture: Capture, folder: Path, stem: str, options: RunOptions, graph=None
-) -> dict:
+) -> tuple[dict, np.ndarray]:
+    """The layer's manifest entry (its pictures written), and its map for arrays.npz."""
     array = capture.maps[layer.index]
     stats, channel_stats = summarize(array)
     entry = {
@@ -174,7 +187,7 @@ def _layer_entry(
     entry.update(render_layer(array, layer, capture, folder, stem, options.render, graph))
     entry["stats"] = stats
     entry["channel_stats"] = channel_stats
-    return entry
+    return entry, array
 
 
 def render_layer(

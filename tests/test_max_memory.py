@@ -99,7 +99,14 @@ def _numbers(manifest: dict) -> dict:
 
 
 @pytest.mark.parametrize("stage", ["post", "pre"])
-def test_tiny_max_memory_gives_the_same_files_and_numbers(net, stage, capsys):
+def test_tiny_max_memory_gives_the_same_files_and_numbers(net, stage, capsys, monkeypatch):
+    from fmviz.model import Model
+
+    passes = []
+    run_pass = Model._run_pass
+    monkeypatch.setattr(
+        Model, "_run_pass", lambda self, *a, **k: passes.append(1) or run_pass(self, *a, **k)
+    )
     one, many = net["root"] / f"one-{stage}", net["root"] / f"many-{stage}"
     common = [net["model"], net["picture"], "--size", "40x32", "--stage", stage,
               "--save-arrays"]
@@ -109,6 +116,7 @@ def test_tiny_max_memory_gives_the_same_files_and_numbers(net, stage, capsys):
     assert _run(["run", *common, "-o", many, "--max-memory", "1K"]) == 0
     err = capsys.readouterr().err
     assert "capturing them in 6 passes" in err  # every layer alone exceeds a third of 1 KiB
+    assert len(passes) == 6  # each pass runs once, --save-arrays included
 
     a, b = _pngs(one / "photo"), _pngs(many / "photo")
     assert a.keys() == b.keys() and len(a) == 3 * 6
