@@ -41,6 +41,7 @@ from .graph import Layer, ModelInput
 from .inputs import InputOptions, PreparedInput, build_feeds, input_kind, load_input, primary_input
 from .io import atomic_write_with, ensure_dir
 from .reductions import NON_NEGATIVE_ACTIVATIONS, ReducedOutputs, Target, reduction_model
+from .session import describe_error, open_session
 from .stats import ChannelStats
 
 DEFAULT_BATCH = 16
@@ -184,8 +185,6 @@ class _Runner:
 
     def __init__(self, model, layers: list[Layer], stage: str, eps: float, target: ModelInput,
                  options: InputOptions, batch_size: int, fixed_batch: bool):
-        from .session import open_session
-
         self.model = model
         self.layers = layers
         self.stage = stage
@@ -248,8 +247,7 @@ class _Runner:
         try:
             values = self.session.run(feeds, self.names)
         except Exception as exc:  # onnxruntime's own error types: shapes/types it refuses
-            text = str(exc).strip()
-            raise _Rejected(text.splitlines()[0] if text else type(exc).__name__) from exc
+            raise _Rejected(describe_error(exc)) from exc
         results: list[dict[str, np.ndarray]] = []
         redo: list[int] = []
         for position, layer in enumerate(self.layers):
