@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,13 +232,14 @@ class Model:
         )
 
     @staticmethod
-    def _run(session: Session, feeds: dict, names: list[str], prepared) -> dict:
+    def _run(session: Session, feeds: dict, names: list[str], prepared: PreparedInput) -> dict:
         try:
             return session.run(feeds, names)
         except Exception as exc:  # onnxruntime's errors: shapes or types the model rejects
             message = describe_error(exc)
-            where = prepared.path if prepared is not None else "input"
-            raise ModelError(f"{where}: the model rejected this input: {message}") from exc
+            raise ModelError(
+                f"{prepared.path}: the model rejected this input: {message}"
+            ) from exc
 
     # ------------------------------------------------------------------ memory bound
     def plan_memory(
@@ -279,44 +280,22 @@ class Model:
                 groups.append(current)
         return MemoryPlan(groups, layer_bytes, total, budget, guessed)
 
-    def run_groups(
-        self,
-        feeds: Mapping[str, np.ndarray],
-        layers: Sequence[Layer],
-        stage: str = "post",
-        max_memory: int | str | None = None,
-        plan: MemoryPlan | None = None,
-    ) -> Iterator[tuple[list[Layer], dict[int, np.ndarray]]]:
-        """Run ``feeds`` and yield ``(group, maps by layer index)`` one pass at a time.
-
-        One pass when the maps fit in ``max_memory``; otherwise several, each exposing one
-        group and pinning the others, so every pass computes exactly what the single pass
-        would (the numbers are identical). For callers that reduce maps as they come, such as
-        a scan: drop each group's maps before asking for the next.
-        """
-        plan = plan or self.plan_memory(layers, stage, feeds, max_memory)
-        for group in plan.groups:
-            yield group, self._run_pass(feeds, group, layers, stage, None, single=plan.passes == 1)
-
     def _run_pass(
         self,
         feeds: Mapping[str, np.ndarray],
         group: Sequence[Layer],
         chosen: Sequence[Layer],
         stage: str,
-        prepared=None,
-        single: bool = False,
+        prepared: PreparedInput,
         timings: dict[str, float] | None = None,
     ) -> dict[int, np.ndarray]:
+        """One pass of a multi-pass capture: ``group``'s maps, the rest of ``chosen`` pinned."""
         started = time.perf_counter()
         tensors = list(dict.fromkeys(layer.tensor(stage) for layer in group))
-        if single:
-            session = self.session(tensors)
-        else:
-            mine = set(tensors)
-            pinned = [t for t in dict.fromkeys(layer.tensor(stage) for layer in chosen)
-                      if t not in mine]
-            session = self.session(tensors, pinned=pinned)
+        mine = set(tensors)
+        pinned = [t for t in dict.fromkeys(layer.tensor(stage) for layer in chosen)
+                  if t not in mine]
+        session = self.session(tensors, pinned=pinned)
         self._last_providers = session.providers
         opened = time.perf_counter()
         outputs = self._run(session, dict(feeds), tensors, prepared)
@@ -325,8 +304,6 @@ class Model:
             timings["inference"] = (
                 timings.get("inference", 0.0) + (time.perf_counter() - opened) * 1000
             )
-        if single:
-            return {layer.index: outputs[layer.tensor(stage)] for layer in group}
         # The arrays onnxruntime returns live in its session's memory arena and keep the whole
         # arena (every intermediate of the run) alive: copy them out, so that memory goes when
         # the session does.
