@@ -86,9 +86,9 @@ def _compose(*decorators):
     return apply
 
 
-debug_option = click.option(
-    "--debug", is_flag=True, hidden=False, help="Show a traceback for errors."
-)
+# Declared on every command so click accepts it anywhere; main() reads it from argv, because
+# it must decide how to report errors raised before (or while) click parses anything.
+debug_option = click.option("--debug", is_flag=True, help="Show a traceback for errors.")
 
 stage_option = click.option(
     "--stage",
