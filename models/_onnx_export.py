@@ -10,8 +10,11 @@ each activation.
 from __future__ import annotations
 
 import io
+import os
+import sys
 import warnings
 
+import numpy as np
 import onnx
 import torch
 
@@ -72,3 +75,27 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str, *,
 
 def describe(proto: onnx.ModelProto) -> str:
     return ", ".join(f"{n.op_type}:{n.name}" for n in proto.graph.node)
+
+
+def check_export(path: str, proto: onnx.ModelProto, x_test: np.ndarray, torch_logits: np.ndarray,
+                 y_test: np.ndarray, torch_acc: float) -> int:
+    """Run the exported file in onnxruntime on the test split and compare with torch.
+
+    Prints both accuracies, the largest logit difference and what was written; returns the
+    script's exit status (1 when onnxruntime and torch disagree by 1e-4 or more).
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = session.run(["logits"], {"input": x_test})[0]
+    diff = float(np.abs(got - torch_logits).max())
+    ort_acc = float((got.argmax(1) == y_test).mean())
+    print(f"torch test acc {torch_acc:.4f}  onnxruntime test acc {ort_acc:.4f}  "
+          f"max|ort-torch| {diff:.2e}")
+    print(f"wrote {path} ({os.path.getsize(path)} bytes), opset {OPSET}, "
+          f"ir_version {proto.ir_version}")
+    print("nodes:", describe(proto))
+    if diff >= 1e-4:
+        print("ERROR: onnxruntime and torch disagree", file=sys.stderr)
+        return 1
+    return 0

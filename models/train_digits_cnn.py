@@ -20,11 +20,10 @@ import random
 import sys
 
 import numpy as np
-import onnxruntime as ort
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _onnx_export import OPSET, describe, export_onnx
+from _onnx_export import check_export, export_onnx
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -147,19 +146,7 @@ def main() -> int:
         metadata={"labels": ",".join(str(d) for d in range(10)),
                   "test_accuracy": f"{torch_acc:.4f}"},
     )
-    sess = ort.InferenceSession(OUT, providers=["CPUExecutionProvider"])
-    got = sess.run(["logits"], {"input": Xte.numpy()})[0]
-    diff = float(np.abs(got - ref).max())
-    ort_acc = float((got.argmax(1) == yte.numpy()).mean())
-    print(f"torch test acc {torch_acc:.4f}  onnxruntime test acc {ort_acc:.4f}  "
-          f"max|ort-torch| {diff:.2e}")
-    print(f"wrote {OUT} ({os.path.getsize(OUT)} bytes), opset {OPSET}, "
-          f"ir_version {proto.ir_version}")
-    print("nodes:", describe(proto))
-    if diff >= 1e-4:
-        print("ERROR: onnxruntime and torch disagree", file=sys.stderr)
-        return 1
-    return 0
+    return check_export(OUT, proto, Xte.numpy(), ref, yte.numpy(), torch_acc)
 
 
 if __name__ == "__main__":
