@@ -414,11 +414,22 @@ def bench_run(cfg: Config, paths: dict[str, Path]) -> dict:
         return lambda: run_process(
             fmviz_cmd("run", model, picture, "-o", target, "-q", *provider, *extra))
 
-    times = interleaved({
+    runs = {
         "fmviz": fmviz_run(out / "fmviz"),
         "floor": lambda: run_process([sys.executable, HERE / "floor.py", floor_spec]),
         "floor+overlay": lambda: run_process([sys.executable, HERE / "floor.py", floor_ov_spec]),
-    }, cfg.reps, cfg.warmup)
+    }
+    # The tutorial approach (about 10 ms a subplot) on every layer: ~5,700 subplots, about a
+    # minute a repetition, interleaved with the runs above. --quick compares every 32nd layer.
+    subset = graph.layers if not cfg.quick else graph.layers[::32]
+    tut_spec = _spec(cfg, model, picture, subset, "detector-tutorial", out / "tutorial")
+
+    def tutorial():
+        return run_process([sys.executable, HERE / "tutorial.py", tut_spec])
+
+    if not cfg.quick:
+        runs["tutorial"] = tutorial
+    times = interleaved(runs, cfg.reps, cfg.warmup)
     med = {k: median(v) for k, v in times.items()}
     stem = picture.stem
     same = compare_pngs(out / "floor", out / "fmviz" / stem, ("grid", "heatmap"))
@@ -426,18 +437,15 @@ def bench_run(cfg: Config, paths: dict[str, Path]) -> dict:
     manifest = json.loads((out / "fmviz" / stem / "manifest.json").read_text())
     log(f"  run: fmviz {med['fmviz']:.2f} s, floor {med['floor']:.2f} s, "
         f"floor+overlay {med['floor+overlay']:.2f} s")
-
-    # The tutorial approach costs ~10 ms per subplot: on all 64 layers (5,700 channels) five
-    # repetitions would take most of the time budget, so both sides run on every 8th layer.
-    subset = graph.layers[::8] if not cfg.quick else graph.layers[::32]
-    tut_spec = _spec(cfg, model, picture, subset, "detector-subset", out / "tutorial")
-    patterns = [arg for layer in subset for arg in ("--layers", layer.name)]
-    tut = interleaved({
-        "fmviz": fmviz_run(out / "fmviz-subset", *patterns),
-        "tutorial": lambda: run_process([sys.executable, HERE / "tutorial.py", tut_spec]),
-    }, cfg.reps, cfg.warmup)
+    if cfg.quick:
+        patterns = [arg for layer in subset for arg in ("--layers", layer.name)]
+        tut = interleaved({"fmviz": fmviz_run(out / "fmviz-subset", *patterns),
+                           "tutorial": tutorial}, cfg.reps, cfg.warmup)
+    else:
+        tut = {"fmviz": times["fmviz"], "tutorial": times["tutorial"]}
     tmed = {k: median(v) for k, v in tut.items()}
-    log(f"  tutorial subset: fmviz {tmed['fmviz']:.2f} s, tutorial {tmed['tutorial']:.2f} s")
+    log(f"  tutorial ({len(subset)} layers): fmviz {tmed['fmviz']:.2f} s, "
+        f"tutorial {tmed['tutorial']:.2f} s")
     return {
         "model": "64-layer detector", "input": f"{cfg.run_size}x{cfg.run_size} JPEG",
         "layers": len(graph.layers), "channels": sum(layer.channels or 0 for layer in graph.layers),
@@ -451,7 +459,7 @@ def bench_run(cfg: Config, paths: dict[str, Path]) -> dict:
         "subset_channels": sum(layer.channels or 0 for layer in subset),
         "subset_fmviz_s": tmed["fmviz"], "tutorial_s": tmed["tutorial"],
         "ratio_tutorial": paired(tut, "tutorial", "fmviz"),
-        "raw": {"run": times, "tutorial": tut},
+        "raw": {"run": times, "tutorial": tut} if cfg.quick else {"run": times},
     }
 
 
@@ -721,10 +729,11 @@ def render_markdown(cfg: Config, results: dict) -> str:
                   f"{run['overlay_compared']}. fmviz's own split (manifest timings_ms, last "
                   f"run): " + ", ".join(f"{k} {v:.0f} ms" for k, v in t.items()) + ".",
                   "",
-                  f"Tutorial approach on the same {run['subset_layers']} layers (every 8th, "
-                  f"{run['subset_channels']} channels; all 64 layers would take minutes per "
-                  f"repetition): tutorial {run['tutorial_s']:.2f} s, `fmviz run --layers ...` "
-                  f"{run['subset_fmviz_s']:.2f} s: fmviz is {run['ratio_tutorial']:.1f}x faster."]
+                  f"Tutorial approach (benchmarks/tutorial.py) on {run['subset_layers']} "
+                  f"layers ({run['subset_channels']} channels, one subplot each), interleaved "
+                  f"with `fmviz run` on the same layers: tutorial {run['tutorial_s']:.2f} s, "
+                  f"fmviz {run['subset_fmviz_s']:.2f} s: fmviz is "
+                  f"{run['ratio_tutorial']:.1f}x faster."]
     if scan and not scan.get("pending"):
         lines += ["", "## Dead-filter scan (subprocesses)", "",
                   "| Command | Median wall time |", "|---|---|",
