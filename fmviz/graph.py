@@ -10,13 +10,13 @@ import hashlib
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
 from .errors import ModelError, OptionError
 
@@ -156,11 +156,9 @@ class ModelGraph:
             "inputs": [i.to_json() for i in self.inputs],
         }
 
-    def exposed_model_bytes(
-        self, tensors: Iterable[str], channels_last: Mapping[str, str] | None = None
-    ) -> bytes:
+    def exposed_model_bytes(self, tensors: Iterable[str]) -> bytes:
         """Serialize the model with ``tensors`` added as graph outputs (see :func:`expose`)."""
-        return expose(self.proto, tensors, channels_last)
+        return expose(self.proto, tensors)
 
 
 def format_shape(shape) -> str:
@@ -724,18 +722,13 @@ def _pattern_matcher(pattern: str):
 # ----------------------------------------------------------------------------- exposing
 
 
-def expose(
-    proto: onnx.ModelProto,
-    tensors: Iterable[str],
-    channels_last: Mapping[str, str] | None = None,
-) -> bytes:
+def expose(proto: onnx.ModelProto, tensors: Iterable[str]) -> bytes:
     """Serialize ``proto`` with ``tensors`` added as graph outputs.
 
     Tensors that already are outputs are not added twice, empty names are skipped, and the
-    model's own ``ir_version`` is kept (newer onnx writes versions older runtimes refuse). A
-    tensor in ``channels_last`` is returned as ``Transpose(perm=[0, 2, 3, 1])`` of it, under the
-    name it maps to (see :mod:`fmviz.layout`). The outputs are appended, serialized and removed
-    again, so the (possibly large) model is never copied in memory.
+    model's own ``ir_version`` is kept (newer onnx writes versions older runtimes refuse). The
+    outputs are appended, serialized and removed again, so the (possibly large) model is never
+    copied in memory.
     """
     if proto.ByteSize() >= _PROTOBUF_LIMIT:
         raise ModelError(
@@ -743,23 +736,12 @@ def expose(
             "onnxruntime in memory; fmviz does not support such models yet"
         )
     graph = proto.graph
-    channels_last = channels_last or {}
-    tensors = list(dict.fromkeys(tensors))
-    transposed = [t for t in tensors if t in channels_last]
-    added = append_outputs(graph, [t for t in tensors if t not in channels_last])
-    for tensor in transposed:
-        alias = channels_last[tensor]
-        graph.node.append(
-            helper.make_node("Transpose", [tensor], [alias], name=alias, perm=[0, 2, 3, 1])
-        )
-        graph.output.append(helper.make_tensor_value_info(alias, TensorProto.FLOAT, None))
+    added = append_outputs(graph, tensors)
     try:
         return proto.SerializeToString()
     finally:
-        for _ in range(added + len(transposed)):
+        for _ in range(added):
             graph.output.pop()
-        for _ in transposed:
-            graph.node.pop()
 
 
 def append_outputs(graph: onnx.GraphProto, tensors: Iterable[str]) -> int:

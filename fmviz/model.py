@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import layout
 from .errors import ModelError, OptionError
 from .graph import STAGES, Layer, ModelGraph, load_model, select_layers
 from .inputs import InputOptions, PreparedInput, build_feeds, load_input, primary_input
@@ -77,7 +76,6 @@ class Model:
         self._shape_cache: dict[tuple, dict[str, tuple[tuple | None, int, int]]] = {}
         self._last_providers: list[str] = []
         self._types: dict[str, int] | None = None
-        self._blocked: set[str] | None = None  # maps onnxruntime holds in NCHWc (fmviz.layout)
 
     # ------------------------------------------------------------------ what is in it
     @property
@@ -139,19 +137,11 @@ class Model:
         if pinned:
             return self._pinned_session(key, pinned)
         if key not in self._sessions:
-            channels_last = {}
-            if layout.wanted(self.providers):
-                if self._blocked is None:
-                    self._blocked = layout.blocked_tensors(self.graph.proto, self.layers)
-                channels_last = layout.nhwc_names(
-                    self.graph.proto, [t for t in key if t in self._blocked]
-                )
             self._sessions[key] = open_session(
-                self.graph.exposed_model_bytes(key, channels_last),
+                self.graph.exposed_model_bytes(key),
                 self.providers,
                 self.threads,
                 source=str(self.path),
-                channels_last=channels_last,
             )
         return self._sessions[key]
 

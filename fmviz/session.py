@@ -83,24 +83,16 @@ def _short_name(provider: str) -> str:
 
 @dataclass
 class Session:
-    """An onnxruntime session over one (exposed) model, and the outputs it returns.
-
-    ``channels_last`` maps a tensor to the output that returns it as NHWC (see
-    :mod:`fmviz.layout`); :meth:`run` hands such a tensor back as an NCHW view of that array.
-    """
+    """An onnxruntime session over one (exposed) model, and the outputs it returns."""
 
     inner: Any
     outputs: list[str]
     providers: list[str] = field(default_factory=list)
-    channels_last: dict[str, str] = field(default_factory=dict)
 
     def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict:
         names = list(outputs) if outputs is not None else self.outputs
-        values = self.inner.run([self.channels_last.get(n, n) for n in names], feeds)
-        return {
-            name: value.transpose(0, 3, 1, 2) if name in self.channels_last else value
-            for name, value in zip(names, values, strict=True)
-        }
+        values = self.inner.run(names, feeds)
+        return dict(zip(names, values, strict=True))
 
 
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
@@ -122,7 +114,6 @@ def open_session(
     providers: Sequence[str],
     threads: int | None = None,
     source: str = "model",
-    channels_last: dict[str, str] | None = None,
 ) -> Session:
     """Create an onnxruntime session (full graph optimisation) on ``providers``.
 
@@ -151,11 +142,8 @@ def open_session(
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         message = describe_error(exc)
         raise ModelError(f"{source}: onnxruntime cannot load the model: {message}") from exc
-    channels_last = channels_last or {}
-    tensor_of = {alias: tensor for tensor, alias in channels_last.items()}
     return Session(
         inner=inner,
-        outputs=[tensor_of.get(o.name, o.name) for o in inner.get_outputs()],
+        outputs=[o.name for o in inner.get_outputs()],
         providers=list(inner.get_providers()),
-        channels_last=channels_last,
     )

@@ -22,9 +22,7 @@ def summarize(array: np.ndarray) -> tuple[dict, dict]:
     if array.ndim < 2:
         array = array.reshape(1, 1, -1)
     channels = array.shape[1]
-    # [C, everything else], in that memory order: numpy's sums add in an order that follows
-    # the memory layout, and a channels-last map (fmviz.layout) must give the same last bits
-    per_channel = np.ascontiguousarray(np.moveaxis(array, 1, 0).reshape(channels, -1))
+    per_channel = np.moveaxis(array, 1, 0).reshape(channels, -1)  # [C, everything else]
     positions = max(per_channel.shape[1], 1)
     finite = np.isfinite(per_channel)
     all_finite = bool(finite.all())

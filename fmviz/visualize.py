@@ -172,9 +172,7 @@ def _layer_entry(
     layer: Layer, capture: Capture, folder: Path, stem: str, options: RunOptions, graph=None
 ) -> tuple[dict, np.ndarray]:
     """The layer's manifest entry (its pictures written), and its map for arrays.npz."""
-    # A channels-last map (fmviz.layout) is made contiguous NCHW once, here in the worker
-    # thread: tiling reads one channel plane at a time, which is slow through an NHWC view.
-    array = np.ascontiguousarray(capture.maps[layer.index])
+    array = capture.maps[layer.index]
     stats, channel_stats = summarize(array)
     entry = {
         "index": layer.index,
