@@ -1,6 +1,6 @@
 """Every speed and memory figure of fmviz, measured side by side in one command.
 
-    python benchmarks/run.py                 # full run (about 6-9 minutes on 2 cores)
+    python benchmarks/run.py                 # full run (about 11-12 minutes on 2 cores)
     python benchmarks/run.py --quick         # tiny sizes, one repetition: a smoke test
     python benchmarks/run.py --out benchmarks/RESULTS.md --provider cuda
 
@@ -14,7 +14,7 @@ machine hits both alike), medians of --reps repetitions after a warm-up:
 - capture overhead: onnxruntime inference with every layer's post (and pre) maps exposed,
   over the plain model, batch 1 and 16 (in-process, same session options);
 - `fmviz run` end to end over benchmarks/floor.py (same capture, same grid and heatmap pixels,
-  Pillow) and over benchmarks/tutorial.py (one matplotlib subplot per channel);
+  Pillow) and over benchmarks/tutorial.py (one matplotlib subplot per channel, every layer);
 - `fmviz dead-filters` over benchmarks/plain_loop.py (decode, resize, normalise, infer);
 - peak RSS of a scan over N and 4N inputs;
 - start-up of `fmviz --help` and `fmviz layers` over `python -c pass`;
