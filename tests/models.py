@@ -740,6 +740,21 @@ def conv_followed_by(
 # ----------------------------------------------------------------------------- inputs
 
 
+def reference_outputs(
+    model: onnx.ModelProto, feeds: dict, names: Sequence[str]
+) -> list[np.ndarray]:
+    """The tensors ``names`` computed by onnx's reference evaluator, independently of
+    onnxruntime (on a copy of ``model`` whose outputs are exactly ``names``)."""
+    from onnx.reference import ReferenceEvaluator
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    del copy.graph.output[:]
+    for name in names:
+        copy.graph.output.append(helper.make_empty_tensor_value_info(name))
+    return ReferenceEvaluator(copy).run(None, feeds)
+
+
 def random_input(
     model: onnx.ModelProto, seed: int = 0, dims: dict[str, int] | None = None
 ) -> dict[str, np.ndarray]:

@@ -21,7 +21,6 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from onnx.reference import ReferenceEvaluator
 from PIL import Image
 
 from fmviz.cli import main
@@ -49,14 +48,6 @@ def decode(path: Path) -> Image.Image:
         return picture.copy()
 
 
-def reference(model: onnx.ModelProto, feeds: dict, tensors: list[str]) -> list[np.ndarray]:
-    """``tensors`` computed by onnx's reference evaluator (the model copied, outputs added)."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    for name in tensors:
-        model.graph.output.append(helper.make_empty_tensor_value_info(name))
-    return ReferenceEvaluator(model).run(tensors, feeds)
-
-
 # ----------------------------------------------------------------------------- 4,096 channels
 
 
@@ -81,7 +72,7 @@ def test_4096_channels_show_the_256_strongest(tmp_path, capfd):
     run_ok(["run", path, tmp_path / "x.npy", "-o", tmp_path / "out"], capfd)
     elapsed = time.perf_counter() - started
     layer = manifest_of(tmp_path / "out" / "x")["layers"][0]
-    (expected,) = reference(model, {"input": x}, ["wide_out"])
+    (expected,) = models.reference_outputs(model, {"input": x}, ["wide_out"])
     assert layer["channels"] == 4096 and layer["shape"] == [1, 4096, 4, 4]
     assert len(layer["channel_stats"]["max"]) == 4096
     np.testing.assert_allclose(
@@ -165,7 +156,7 @@ def test_batch_statistics_cover_the_batch_and_pictures_show_the_first_item(tmp_p
     together = manifest_of(tmp_path / "out" / "batch")
     alone = manifest_of(tmp_path / "out" / "first")
     assert together["input"]["tensor_shape"] == [4, 3, 16, 16]
-    expected = reference(model, {"input": batch}, ["relu1_out", "relu2_out"])
+    expected = models.reference_outputs(model, {"input": batch}, ["relu1_out", "relu2_out"])
     for layer, first_layer, want in zip(together["layers"], alone["layers"], expected, strict=True):
         assert layer["shape"][0] == 4
         stats = layer["stats"]
@@ -216,7 +207,7 @@ def test_float16_model(tmp_path, capfd):
     tensor = manifest_of(tmp_path / "out" / "x")
     assert image["input"]["tensor_dtype"] == "float16"
     assert tensor["input"]["preprocess"]["cast"] == "float32->float16"
-    (want,) = reference(model, {"input": x[None].astype(np.float16)}, ["relu_out"])
+    (want,) = models.reference_outputs(model, {"input": x[None].astype(np.float16)}, ["relu_out"])
     assert tensor["layers"][0]["stats"]["max"] == pytest.approx(float(want.max()), rel=1e-4)
     assert decode(tmp_path / "out" / "ok" / image["layers"][0]["files"]["overlay"]).size == (16, 16)
 
@@ -231,7 +222,8 @@ def test_uint8_model(tmp_path, capfd):
     tensor = manifest_of(tmp_path / "out" / "u8")
     assert image["input"]["tensor_dtype"] == "uint8"
     assert image["input"]["preprocess"]["preset"] == "raw"
-    (want,) = reference(model, {"input": pixels.transpose(2, 0, 1)[None].copy()}, ["relu_out"])
+    feed = {"input": pixels.transpose(2, 0, 1)[None].copy()}
+    (want,) = models.reference_outputs(model, feed, ["relu_out"])
     for manifest in (image, tensor):  # the image, fed raw, is exactly the uint8 tensor
         assert manifest["layers"][0]["stats"]["max"] == pytest.approx(float(want.max()), rel=1e-5)
 

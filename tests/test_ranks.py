@@ -13,7 +13,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
-from onnx.reference import ReferenceEvaluator
 from PIL import Image
 
 import models as tm
@@ -28,15 +27,6 @@ from fmviz.visualize import RenderOptions, RunOptions, render_layer, write_outpu
 
 F32 = np.dtype(np.float32)
 I64 = np.dtype(np.int64)
-
-
-def reference(model: onnx.ModelProto, feeds: dict, names: list[str]) -> list[np.ndarray]:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    del copy.graph.output[:]
-    for name in names:
-        copy.graph.output.append(helper.make_empty_tensor_value_info(name))
-    return ReferenceEvaluator(copy).run(None, feeds)
 
 
 def fake_capture(array: np.ndarray | None = None, picture=None):
@@ -65,7 +55,7 @@ def test_conv3d_renders_a_max_projection_over_depth(tmp_path):
     assert entry["shape"] == [1, 4, 4, 8, 8]
     assert set(entry["files"]) == {"grid", "heatmap"}
 
-    (relu,) = reference(model, {"input": volume}, ["relu_out"])
+    (relu,) = tm.reference_outputs(model, {"input": volume}, ["relu_out"])
     projection = relu[0].max(axis=1)  # [C, H, W], independent of fmviz
     grid = np.asarray(Image.open(out / "vol" / entry["files"]["grid"]))
     layout = entry["grid"]
@@ -268,7 +258,7 @@ def test_sample_rate_if_model_end_to_end_with_feed(tmp_path):
     fmviz_model = Model(graph, providers=("cpu",))
     options = InputOptions(feeds=(("sr", "16000"),))
     capture = fmviz_model.capture(tmp_path / "clip.npy", options=options)
-    (a_relu, b_out) = reference(
+    (a_relu, b_out) = tm.reference_outputs(
         model_then(model), {"audio": audio}, ["a_relu", "b_out"]
     )
     np.testing.assert_allclose(capture["conv16k"], a_relu, rtol=1e-5, atol=1e-5)

@@ -16,7 +16,6 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from onnx.reference import ReferenceEvaluator
 from PIL import Image
 
 import models as tm
@@ -72,16 +71,6 @@ def nl_model(length: int | str = 64, extra_inputs=()) -> onnx.ModelProto:
         [tm.tensor_input("relu_out", ["N", 4, None])],
         inits + [tm.const("axis1", [1], np.int64)],
     )
-
-
-def reference(model: onnx.ModelProto, feeds: dict, names: list[str]) -> list[np.ndarray]:
-    """The tensors ``names`` computed by onnx's reference evaluator (independent of onnxruntime)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    del copy.graph.output[:]
-    for name in names:
-        copy.graph.output.append(helper.make_empty_tensor_value_info(name))
-    return ReferenceEvaluator(copy).run(None, feeds)
 
 
 def write_pcm_wav(path: Path, frames: np.ndarray, width: int, rate: int = 8000) -> Path:
@@ -404,7 +393,7 @@ def test_maps_equal_reference_for_csv_input(tmp_path):
     capture = open_model(model_path).capture(csv_path, ["conv"], "post")
     feed = values[:32].T[np.newaxis].astype(np.float32)
     np.testing.assert_array_equal(capture.input.array, feed)
-    (expected,) = reference(model, {"input": feed}, ["relu_out"])
+    (expected,) = tm.reference_outputs(model, {"input": feed}, ["relu_out"])
     np.testing.assert_allclose(capture["conv"], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -416,7 +405,7 @@ def test_raw_audio_model_maps_equal_reference(tmp_path):
     capture = open_model(model_path).capture(wav, stage="pre")
     feed = (ints[:64, 0] / 32768).astype(np.float32)[np.newaxis]
     np.testing.assert_array_equal(capture.input.array, feed)
-    (expected,) = reference(model, {"audio": feed}, ["conv_out"])
+    (expected,) = tm.reference_outputs(model, {"audio": feed}, ["conv_out"])
     np.testing.assert_allclose(capture["conv"], expected, rtol=1e-5, atol=1e-5)
     assert capture["conv"].shape == (1, 4, 32)
 
@@ -467,7 +456,7 @@ def test_strided_shifted_conv_is_aligned_with_the_input(tmp_path):
     assert entry["time_axis"] == {"stride": 4, "offset": -3, "method": "graph",
                                   "input_length": 64, "output_length": 16}
     feed = signal.astype(np.float32).reshape(1, 1, 64)
-    (b,) = reference(model, {"input": feed}, ["b"])
+    (b,) = tm.reference_outputs(model, {"input": feed}, ["b"])
     assert int(np.argmax(b[0, 0])) == 11  # independent: output 11 holds the spike (4*11-3 = 41)
 
     layout = entry["series_layout"]
@@ -697,7 +686,7 @@ def test_audio_model_with_states_and_sample_rate_runs_without_flags(tmp_path, ca
     )
     feed = {"audio": capture.input.array, "h": np.full((1, 1, 8), 0.5, np.float32),
             "c": np.zeros((1, 1, 8), np.float32), "sr": np.array(16000, np.int64)}
-    (expected,) = reference(model, feed, ["relu_out"])
+    (expected,) = tm.reference_outputs(model, feed, ["relu_out"])
     np.testing.assert_allclose(capture["conv"], expected, rtol=1e-5, atol=1e-3)
 
 
@@ -802,5 +791,5 @@ def test_channels_last_model_series_view(tmp_path, kind):
     assert entry["input_channels_shown"] == [0, 1, 2]  # three lanes of 30 samples, not 30 of 3
     assert entry["time_axis"] == {"stride": 2, "offset": 0, "method": "graph",
                                   "input_length": 30, "output_length": 15}
-    (expected,) = reference(model, {"input": values[np.newaxis]}, ["conv_out"])
+    (expected,) = tm.reference_outputs(model, {"input": values[np.newaxis]}, ["conv_out"])
     assert entry["stats"]["max"] == pytest.approx(float(expected.max()), rel=1e-5)
