@@ -1,4 +1,5 @@
-"""ONNX export helpers shared by the training scripts in this folder.
+"""Helpers shared by the training scripts in this folder: deterministic seeding, ONNX export
+and the check of the exported model against torch.
 
 Uses torch's TorchScript-based exporter (``dynamo=False``) with
 ``training=TrainingMode.PRESERVE`` on a model in eval mode: BatchNormalization stays a
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import sys
 import warnings
 
@@ -20,6 +22,16 @@ import torch
 
 OPSET = 17
 MAX_IR_VERSION = 8  # onnx>=1.23 may write ir_version 14, which onnxruntime 1.31 refuses
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator training uses, single-threaded and deterministic: reruns give
+    byte-identical models."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
 
 
 def strip_identities(model: onnx.ModelProto) -> None:

@@ -19,14 +19,13 @@ and variance and are never updated.
 from __future__ import annotations
 
 import os
-import random
 import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _onnx_export import check_export, export_onnx
+from _onnx_export import check_export, export_onnx, seed_everything
 from aeon.datasets import load_basic_motions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,14 +34,6 @@ SEED = 0
 CHANNELS, LENGTH = 6, 100
 EPOCHS = 150
 BATCH = 8
-
-
-def seed_everything(seed: int = SEED) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
 
 
 class ConvBNAct(nn.Module):
@@ -100,7 +91,7 @@ def augment(x: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> int:
-    seed_everything()
+    seed_everything(SEED)
     Xtr_np, ytr_lab = load_basic_motions(split="train")
     Xte_np, yte_lab = load_basic_motions(split="test")
     classes = sorted(set(ytr_lab.tolist()))  # badminton, running, standing, walking

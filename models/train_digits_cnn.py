@@ -16,14 +16,13 @@ Preprocessing is exactly what ``fmviz run`` does to an 8x8 greyscale PNG such as
 from __future__ import annotations
 
 import os
-import random
 import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _onnx_export import check_export, export_onnx
+from _onnx_export import check_export, export_onnx, seed_everything
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -33,14 +32,6 @@ OUT = os.path.join(HERE, "digits_cnn.onnx")
 SEED = 0
 SIZE = 32
 EPOCHS = 30
-
-
-def seed_everything(seed: int = SEED) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
 
 
 def digit_to_uint8(img8x8: np.ndarray) -> np.ndarray:
@@ -99,7 +90,7 @@ def augment(x: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> int:
-    seed_everything()
+    seed_everything(SEED)
     digits = load_digits()
     idx = np.arange(len(digits.target))
     tr_idx, te_idx = train_test_split(idx, test_size=0.25, random_state=SEED,
