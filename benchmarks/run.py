@@ -421,8 +421,8 @@ def bench_run(cfg: Config, paths: dict[str, Path]) -> dict:
     }
     # The tutorial approach (about 10 ms a subplot) on every layer: ~5,700 subplots, about a
     # minute a repetition, interleaved with the runs above. --quick compares every 32nd layer.
-    subset = graph.layers if not cfg.quick else graph.layers[::32]
-    tut_spec = _spec(cfg, model, picture, subset, "detector-tutorial", out / "tutorial")
+    tutorial_layers = graph.layers if not cfg.quick else graph.layers[::32]
+    tut_spec = _spec(cfg, model, picture, tutorial_layers, "detector-tutorial", out / "tutorial")
 
     def tutorial():
         return run_process([sys.executable, HERE / "tutorial.py", tut_spec])
@@ -438,13 +438,13 @@ def bench_run(cfg: Config, paths: dict[str, Path]) -> dict:
     log(f"  run: fmviz {med['fmviz']:.2f} s, floor {med['floor']:.2f} s, "
         f"floor+overlay {med['floor+overlay']:.2f} s")
     if cfg.quick:
-        patterns = [arg for layer in subset for arg in ("--layers", layer.name)]
+        patterns = [arg for layer in tutorial_layers for arg in ("--layers", layer.name)]
         tut = interleaved({"fmviz": fmviz_run(out / "fmviz-subset", *patterns),
                            "tutorial": tutorial}, cfg.reps, cfg.warmup)
     else:
         tut = {"fmviz": times["fmviz"], "tutorial": times["tutorial"]}
     tmed = {k: median(v) for k, v in tut.items()}
-    log(f"  tutorial ({len(subset)} layers): fmviz {tmed['fmviz']:.2f} s, "
+    log(f"  tutorial ({len(tutorial_layers)} layers): fmviz {tmed['fmviz']:.2f} s, "
         f"tutorial {tmed['tutorial']:.2f} s")
     return {
         "model": "64-layer detector", "input": f"{cfg.run_size}x{cfg.run_size} JPEG",
@@ -455,9 +455,9 @@ def bench_run(cfg: Config, paths: dict[str, Path]) -> dict:
         "pixels_compared": same[0], "pixels_differ": same[1],
         "overlay_compared": same_ov[0], "overlay_differ": same_ov[1],
         "fmviz_timings_ms": manifest.get("timings_ms"),
-        "subset_layers": len(subset),
-        "subset_channels": sum(layer.channels or 0 for layer in subset),
-        "subset_fmviz_s": tmed["fmviz"], "tutorial_s": tmed["tutorial"],
+        "tutorial_layers": len(tutorial_layers),
+        "tutorial_channels": sum(layer.channels or 0 for layer in tutorial_layers),
+        "tutorial_fmviz_s": tmed["fmviz"], "tutorial_s": tmed["tutorial"],
         "ratio_tutorial": paired(tut, "tutorial", "fmviz"),
         "raw": {"run": times, "tutorial": tut} if cfg.quick else {"run": times},
     }
@@ -620,6 +620,11 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**yes**" if ok else "**no**")
 
 
+def target_row(figure: str, measured: str, target: str, met: str) -> str:
+    """One row of the targets table."""
+    return f"| {figure} | {measured} | {target} | {met} |"
+
+
 def render_markdown(cfg: Config, results: dict) -> str:
     m = results["machine"]
     lines = [
@@ -652,46 +657,50 @@ def render_markdown(cfg: Config, results: dict) -> str:
         b1 = {r["key"]: r for r in cap if r["batch"] == 1}
         pair = [b1[k]["post_ratio"] for k in ("mobilenet_v2", "resnet50") if k in b1]
         g = geomean(pair) if pair else float("nan")
-        lines.append(f"| Capture overhead, post maps exposed / plain model, geomean "
-                     f"MobileNetV2-like + ResNet-50-like, batch 1 | {g:.2f}x | "
-                     f"<= {TARGETS['capture_post']}x | {verdict(g <= TARGETS['capture_post'])} |")
+        lines.append(target_row(
+            "Capture overhead, post maps exposed / plain model, geomean MobileNetV2-like + "
+            "ResNet-50-like, batch 1", f"{g:.2f}x", f"<= {TARGETS['capture_post']}x",
+            verdict(g <= TARGETS["capture_post"])))
     run = results.get("run")
     if run:
-        lines.append(f"| `fmviz run` / floor (same capture, grid + heatmap pixels), "
-                     f"{run['model']} at {run['input']} | {run['ratio_floor']:.2f}x | "
-                     f"<= {TARGETS['run_floor']}x | "
-                     f"{verdict(run['ratio_floor'] <= TARGETS['run_floor'])} |")
-        lines.append(f"| Tutorial (subplot per channel) / `fmviz run`, same "
-                     f"{run['subset_layers']} layers | {run['ratio_tutorial']:.1f}x faster | "
-                     f">= {TARGETS['run_tutorial']:.0f}x | "
-                     f"{verdict(run['ratio_tutorial'] >= TARGETS['run_tutorial'])} |")
+        lines.append(target_row(
+            f"`fmviz run` / floor (same capture, grid + heatmap pixels), {run['model']} at "
+            f"{run['input']}", f"{run['ratio_floor']:.2f}x", f"<= {TARGETS['run_floor']}x",
+            verdict(run["ratio_floor"] <= TARGETS["run_floor"])))
+        lines.append(target_row(
+            f"Tutorial (subplot per channel) / `fmviz run`, same {run['tutorial_layers']} layers",
+            f"{run['ratio_tutorial']:.1f}x faster", f">= {TARGETS['run_tutorial']:.0f}x",
+            verdict(run["ratio_tutorial"] >= TARGETS["run_tutorial"])))
     scan = results.get("scan")
     if scan and scan.get("pending"):
-        lines.append(f"| `fmviz dead-filters` / plain loop | pending: {scan['pending']} | "
-                     f"<= {TARGETS['scan_plain']}x | pending |")
-        lines.append(f"| Peak RSS of a scan, 4N / N inputs | pending | "
-                     f"<= {TARGETS['rss_4n']}x | pending |")
+        lines.append(target_row("`fmviz dead-filters` / plain loop",
+                                f"pending: {scan['pending']}", f"<= {TARGETS['scan_plain']}x",
+                                "pending"))
+        lines.append(target_row("Peak RSS of a scan, 4N / N inputs", "pending",
+                                f"<= {TARGETS['rss_4n']}x", "pending"))
     elif scan:
-        lines.append(f"| `fmviz dead-filters` / plain loop, {scan['inputs']} JPEG crops, "
-                     f"MobileNetV2-like, batches of 16 | {scan['ratio']:.2f}x | "
-                     f"<= {TARGETS['scan_plain']}x | "
-                     f"{verdict(scan['ratio'] <= TARGETS['scan_plain'])} |")
-        lines.append(f"| Peak RSS of a scan, {4 * scan['rss_n']} / {scan['rss_n']} inputs | "
-                     f"{scan['rss_ratio']:.2f}x | <= {TARGETS['rss_4n']}x | "
-                     f"{verdict(scan['rss_ratio'] <= TARGETS['rss_4n'])} |")
+        lines.append(target_row(
+            f"`fmviz dead-filters` / plain loop, {scan['inputs']} JPEG crops, MobileNetV2-like, "
+            "batches of 16", f"{scan['ratio']:.2f}x", f"<= {TARGETS['scan_plain']}x",
+            verdict(scan["ratio"] <= TARGETS["scan_plain"])))
+        lines.append(target_row(
+            f"Peak RSS of a scan, {4 * scan['rss_n']} / {scan['rss_n']} inputs",
+            f"{scan['rss_ratio']:.2f}x", f"<= {TARGETS['rss_4n']}x",
+            verdict(scan["rss_ratio"] <= TARGETS["rss_4n"])))
     st = results.get("startup")
     if st:
-        lines.append(f"| `fmviz --help` wall time | {st['fmviz --help']:.3f} s | "
-                     f"<= {TARGETS['help_s']} s | "
-                     f"{verdict(st['fmviz --help'] <= TARGETS['help_s'])} |")
+        lines.append(target_row("`fmviz --help` wall time", f"{st['fmviz --help']:.3f} s",
+                                f"<= {TARGETS['help_s']} s",
+                                verdict(st["fmviz --help"] <= TARGETS["help_s"])))
     mem = results.get("memory")
     if mem:
-        limited = mem["rows"][-1]
-        lines.append(f"| Peak RSS, `fmviz run` ResNet-50-like {mem['size']}x{mem['size']} every "
-                     f"layer, {limited['label']} | {mib(limited['peak_rss'])} in "
-                     f"{limited['passes']} passes (default: {mib(mem['rows'][0]['peak_rss'])}) "
-                     f"| maps bounded by --max-memory | "
-                     f"{verdict(limited['peak_rss'] < mem['rows'][0]['peak_rss'])} |")
+        limited, default = mem["rows"][-1], mem["rows"][0]
+        lines.append(target_row(
+            f"Peak RSS, `fmviz run` ResNet-50-like {mem['size']}x{mem['size']} every layer, "
+            f"{limited['label']}",
+            f"{mib(limited['peak_rss'])} in {limited['passes']} passes (default: "
+            f"{mib(default['peak_rss'])})", "maps bounded by --max-memory",
+            verdict(limited["peak_rss"] < default["peak_rss"])))
 
     if cap:
         lines += ["", "## Capture overhead (onnxruntime inference, in-process)", "",
@@ -729,10 +738,10 @@ def render_markdown(cfg: Config, results: dict) -> str:
                   f"{run['overlay_compared']}. fmviz's own split (manifest timings_ms, last "
                   f"run): " + ", ".join(f"{k} {v:.0f} ms" for k, v in t.items()) + ".",
                   "",
-                  f"Tutorial approach (benchmarks/tutorial.py) on {run['subset_layers']} "
-                  f"layers ({run['subset_channels']} channels, one subplot each), interleaved "
+                  f"Tutorial approach (benchmarks/tutorial.py) on {run['tutorial_layers']} "
+                  f"layers ({run['tutorial_channels']} channels, one subplot each), interleaved "
                   f"with `fmviz run` on the same layers: tutorial {run['tutorial_s']:.2f} s, "
-                  f"fmviz {run['subset_fmviz_s']:.2f} s: fmviz is "
+                  f"fmviz {run['tutorial_fmviz_s']:.2f} s: fmviz is "
                   f"{run['ratio_tutorial']:.1f}x faster."]
     if scan and not scan.get("pending"):
         lines += ["", "## Dead-filter scan (subprocesses)", "",
