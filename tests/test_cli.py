@@ -289,36 +289,17 @@ def test_layers_pattern_matching_nothing(files, capsys, tmp_path):
     )
 
 
-def test_layers_pattern_selects(files, capsys, tmp_path):
+@pytest.mark.parametrize(
+    ("pattern", "chosen"),
+    [("re:^conv2$", ["conv2"]), ("relu1_*", ["conv1"])],  # a regex on names, a glob on tensors
+)
+def test_layers_pattern_selects(files, capsys, tmp_path, pattern, chosen):
     code, stdout, _ = cli(
-        [
-            "run",
-            files["model"],
-            files["picture"],
-            "-o",
-            tmp_path,
-            "--json",
-            "--layers",
-            "re:^conv2$",
-        ],
+        ["run", files["model"], files["picture"], "-o", tmp_path, "--json", "--layers", pattern],
         capsys,
     )
     assert code == 0
-    assert [layer["name"] for layer in json.loads(stdout)["layers"]] == ["conv2"]
-    code, stdout, _ = cli(
-        [
-            "run",
-            files["model"],
-            files["picture"],
-            "-o",
-            tmp_path,
-            "--json",
-            "--layers",
-            "relu1_*",
-        ],  # a glob on the tensor name
-        capsys,
-    )
-    assert [layer["name"] for layer in json.loads(stdout)["layers"]] == ["conv1"]
+    assert [layer["name"] for layer in json.loads(stdout)["layers"]] == chosen
 
 
 def test_usage_errors_exit_2(files, capsys):
