@@ -501,7 +501,8 @@ def test_built_in_colour_tables_equal_matplotlib(name):
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 5, 3), (64, 80, 3)])
 def test_rgb_png_decodes_to_the_same_pixels(tmp_path, shape):
     pixels = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
-    pixels[0, :] = 255  # wrap-around in the Sub filter (0 - 255 mod 256)
+    pixels[0, :] = 255
+    pixels[1:2, :] = 0  # wrap-around in the Up filter (0 - 255 mod 256)
     path = tmp_path / "rgb.png"
     render.save_png(Image.fromarray(pixels), path)
     with Image.open(path) as decoded:
