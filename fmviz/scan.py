@@ -184,7 +184,8 @@ class _Runner:
     """Runs batches through the reduction session; returns per-layer ``[n, C]`` reductions."""
 
     def __init__(self, model, layers: list[Layer], stage: str, eps: float, target: ModelInput,
-                 options: InputOptions, batch_size: int, fixed_batch: bool):
+                 options: InputOptions, batch_size: int, fixed_batch: bool,
+                 notice: Callable[[str], None]):
         self.model = model
         self.layers = layers
         self.stage = stage
@@ -206,8 +207,8 @@ class _Runner:
         self.names = [name for o in outputs for name in o.names()]
         self.session = open_session(data, model.providers, model.threads, source=str(model.path))
         del data
-        self._feeds: dict[tuple, tuple[dict, list[str]]] = {}
-        self.notices: list[str] = []
+        self._feeds: dict[tuple, dict[str, np.ndarray]] = {}
+        self.notice = notice  # the scanner's: says each notice once
 
     @property
     def providers(self) -> list[str]:
@@ -223,12 +224,10 @@ class _Runner:
             feeds, _, notices = build_feeds(self.model.inputs, self.target, placeholder,
                                             self.options, self.model.path)
             feeds.pop(self.target.name)
-            self._feeds[key] = (feeds, notices)
-            for notice in notices:
-                if notice not in self.notices:
-                    self.notices.append(notice)
-        extra, _ = self._feeds[key]
-        return {self.target.name: batch, **extra}
+            self._feeds[key] = feeds
+            for notice in notices:  # e.g. "input 'scale' ... gets zeros"
+                self.notice(notice)
+        return {self.target.name: batch, **self._feeds[key]}
 
     def run(self, rows: np.ndarray) -> list[dict[str, np.ndarray]]:
         """Reductions of every layer for ``rows`` (``[n, ...]``), padded to a fixed batch."""
@@ -408,7 +407,8 @@ class _Scanner:
             self.progress(self.consumed, len(self.paths))
             if queue:
                 self.runner = _Runner(self.model, self.layers, options.stage, options.eps,
-                                      self.target, options.inputs, self.batch_size, self.fixed)
+                                      self.target, options.inputs, self.batch_size, self.fixed,
+                                      self._notice)
             while queue:
                 item = queue.popleft().result()
                 refill()
@@ -437,11 +437,14 @@ class _Scanner:
             pool.shutdown(wait=False, cancel_futures=True)
         return self._result()
 
+    def _notice(self, message: str) -> None:
+        if message not in self.notices:
+            self.notices.append(message)
+            self.notify(message)
+
     def _consume(self, item: _Decoded) -> None:
         for notice in item.notices:
-            if notice not in self.notices:
-                self.notices.append(notice)
-                self.notify(notice)
+            self._notice(notice)
         if item.rows is None:
             self._skip(item, item.error or "cannot be read")
             return
@@ -535,9 +538,6 @@ class _Scanner:
             s if s is not None else ChannelStats(layer.channels or 0, self.options.eps)
             for s, layer in zip(state.stats, self.layers, strict=True)
         ]
-        notices = list(self.notices)
-        if self.runner is not None:
-            notices.extend(n for n in self.runner.notices if n not in notices)
         return ScanResult(
             layers=self.layers,
             stage=self.options.stage,
@@ -550,7 +550,7 @@ class _Scanner:
             batch_size=self.batch_size,
             total=len(self.paths),
             resumed_from=self.resumed_from,
-            notices=notices,
+            notices=list(self.notices),
         )
 
 

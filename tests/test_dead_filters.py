@@ -579,3 +579,24 @@ def test_statistics_do_not_grow_with_the_number_of_inputs(tmp_path):
         sizes.append(sum(s.nbytes for s in result.stats))
         assert result.inputs_scanned == len(paths)
     assert sizes[0] == sizes[1]
+
+
+def test_extra_inputs_get_their_notice_once_per_scan(tmp_path, capsys):
+    """SPEC: an input without --feed gets zeros and a one-line notice naming it; the scan
+    feeds it in every batch but says so once."""
+    from PIL import Image
+
+    import models
+
+    model = models.save(models.extra_inputs(), tmp_path / "extra.onnx")
+    for k in range(3):
+        Image.new("RGB", (16, 16), (40 * k, 150, 200)).save(tmp_path / f"p{k}.png")
+    code, out, err = cli([model, *sorted(tmp_path.glob("p*.png")), "--feed", "scale=2",
+                          "--json"], capsys)
+    assert code == 0, err
+    assert err == (
+        "note: input 'steps' [1] int64 gets zeros (set it with --feed steps=FILE.npy|NUMBER)\n"
+    )
+    assert json.loads(out)["inputs_scanned"] == 3
+    _, _, quiet_err = cli([model, tmp_path / "p0.png", "--json", "--quiet"], capsys)
+    assert quiet_err == ""
