@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from .errors import OptionError
-from .graph import Layer, append_outputs
+from .graph import Layer, append_outputs, weightless_copy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import Capture, Model
@@ -39,7 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-_SMALL_INITIALIZER = 1024  # elements: shape/scale/axes constants, kept for shape inference
 _PIN_PREFIX = "fmviz.pin."
 
 
@@ -222,40 +221,11 @@ def infer_concrete_shapes(
     """Shape, item size and ONNX element type of every tensor, from shape inference with the
     feeds' shapes (none given: the declared ones).
 
-    Runs on a copy of the graph without its weights: float (and other large) initializers
-    become typed graph inputs of the same shape, small ones (shape, axes, scales constants,
-    which Reshape, Slice and Resize need the values of) are kept.
+    Runs on :func:`fmviz.graph.weightless_copy` of the model.
     """
     from onnx import helper
 
-    source = proto.graph
-    model = onnx.ModelProto()
-    model.ir_version = proto.ir_version
-    model.opset_import.extend(proto.opset_import)
-    model.functions.extend(proto.functions)
-    graph = model.graph
-    graph.name = source.name
-    graph.node.extend(source.node)
-    initializers = {t.name for t in source.initializer}
-    for info in source.input:
-        if info.name in initializers:
-            continue
-        array = feeds.get(info.name)
-        elem = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else 0
-        if array is not None and elem:
-            graph.input.append(helper.make_tensor_value_info(info.name, elem, np.shape(array)))
-        else:
-            graph.input.append(info)
-    for tensor in source.initializer:
-        if int(np.prod(tensor.dims, dtype=np.int64)) <= _SMALL_INITIALIZER:
-            graph.initializer.append(tensor)
-        else:
-            graph.input.append(
-                helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
-            )
-    for info in source.output:
-        elem = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else 0
-        graph.output.append(helper.make_tensor_value_info(info.name, elem, None))
+    model = weightless_copy(proto, {name: np.shape(a) for name, a in feeds.items()})
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:  # inference is a nicety: the estimate falls back to a guess
