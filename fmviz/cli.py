@@ -134,7 +134,7 @@ def _max_memory(ctx, param, value):
     return parse_size(value)
 
 
-# Reusable by every command that captures maps (run, dead-filters).
+# `run` only: a scan keeps per-channel statistics, never whole maps.
 max_memory_option = click.option(
     "--max-memory",
     metavar="SIZE",

@@ -27,7 +27,6 @@ ACTIVATION_OPS = frozenset(
         "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Gelu", "Mish",
     }
 )
-SUBGRAPH_OPS = frozenset({"If", "Loop", "Scan"})
 STAGES = ("post", "pre")
 _PROTOBUF_LIMIT = (2 << 30) - (64 << 20)  # protobuf serializes at most 2 GB; keep a margin
 

@@ -161,7 +161,6 @@ class GroupedMaps(Mapping):
         self._loaded: dict[int, dict[int, np.ndarray]] = {}
         self._unread: dict[int, set[int]] = {}
         self._lock = threading.Lock()
-        self.runs = 0
 
     def __getitem__(self, index: int) -> np.ndarray:
         group = self._group_of[index]  # KeyError for a layer that was not captured
@@ -181,7 +180,6 @@ class GroupedMaps(Mapping):
                 self._feeds, self._plan.groups[group], capture.layers, capture.stage,
                 capture.input, timings=capture.timings_ms,
             )
-            self.runs += 1
             self._loaded[group] = maps
             self._unread[group] = set(maps)
         return maps

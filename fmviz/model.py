@@ -249,10 +249,11 @@ class Model:
         feeds: Mapping[str, np.ndarray],
         max_memory: int | str | None = None,
     ) -> MemoryPlan:
-        """Estimate the bytes of each layer's map for ``feeds`` and group the layers so that
-        one pass holds at most a third of ``max_memory``: a pass's maps exist twice for a moment
-        (onnxruntime's, and the copies that outlive its session) while the previous group may
-        still be being read.
+        """Estimate the bytes of each layer's map for ``feeds`` and group the layers: all in
+        one pass when their maps fit ``max_memory``, else passes of at most a third of it (a
+        pass's maps exist twice for a moment, onnxruntime's and the copies that outlive its
+        session, while the previous group may still be being read); a layer larger than that
+        third gets a pass of its own.
 
         Static shapes come from the model's own shape inference; symbolic dimensions are bound
         from the feeds' shapes, and where that is not enough (sizes computed inside the graph)

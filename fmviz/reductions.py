@@ -57,7 +57,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 # Activations whose output is never negative: |a| = a, so the Abs pass can be skipped.
 NON_NEGATIVE_ACTIVATIONS = frozenset({"Relu", "ReLU6", "Sigmoid", "HardSigmoid", "Softplus"})
-FIELDS = ("min", "max", "sum", "sumsq", "active")
 
 
 @dataclass(frozen=True)

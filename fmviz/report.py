@@ -196,7 +196,8 @@ def _ranges(channels: Sequence[int], limit: int = 24) -> str:
 
 
 def ranked_layers(report: dict, count: int | None = None) -> list[dict]:
-    """Layers with dead or rare channels, most first (dead, then rare, then index)."""
+    """Layers with dead, rare or constant channels, most first (dead, then rare, then
+    constant, then index)."""
     layers = [layer for layer in report["layers"]
               if layer["dead"] or layer["rare"] or layer["constant"]]
     layers.sort(key=lambda layer: (-len(layer["dead"]), -len(layer["rare"]),

@@ -169,9 +169,6 @@ class ChannelStats:
         self.max = np.maximum(self.max, other.max)
         return self
 
-    def __add__(self, other: ChannelStats) -> ChannelStats:
-        return self.snapshot().merge(other)
-
     def snapshot(self) -> ChannelStats:
         """A copy that later updates of ``self`` leave unchanged (shares the arrays)."""
         copy = ChannelStats.__new__(ChannelStats)
