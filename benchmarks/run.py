@@ -317,8 +317,8 @@ def bench_capture(cfg: Config, paths: dict[str, Path]) -> list[dict]:
             x = np.random.default_rng(0).random(shape, dtype=np.float32)
             feeds = {target.name: x}
             plain = open_session(model.graph.proto.SerializeToString(), model.providers)
-            post = model.session([layer.post_tensor for layer in model.layers])
-            pre = model.session([layer.pre_tensor for layer in model.layers])
+            post = model.runner.exposing([layer.post_tensor for layer in model.layers])
+            pre = model.runner.exposing([layer.pre_tensor for layer in model.layers])
             sessions = {"plain": plain, "post": post, "pre": pre}
             # repeat short inferences inside one timing so each lasts >= ~0.25 s
             started = time.perf_counter()
@@ -343,7 +343,7 @@ def bench_capture(cfg: Config, paths: dict[str, Path]) -> list[dict]:
             log(f"  capture {label} b{batch}: plain {med['plain'] * 1000:.1f} ms, "
                 f"post x{rows[-1]['post_ratio']:.2f}, pre x{rows[-1]['pre_ratio']:.2f}")
             del sessions, plain, post, pre
-        model._sessions.clear()
+        model.runner._sessions.clear()
     return rows
 
 
@@ -355,15 +355,17 @@ def _spec(cfg: Config, model_path: Path, picture: Path, layers, name: str, out: 
     """Write the exposed model and the JSON spec floor.py / tutorial.py read."""
     from fmviz import render
     from fmviz.graph import load_model
+    from fmviz.graph.edits import expose
+    from fmviz.render import tiles  # noqa: F401  (render.tiles below)
     from fmviz.visualize import layer_file_stem
 
     graph = load_model(model_path)
     chosen = [layer for layer in graph.layers if layer.name in {x.name for x in layers}]
     tensors = [[layer_file_stem(layer), layer.post_tensor] for layer in chosen]
     exposed = cfg.work / f"{name}.exposed.onnx"
-    exposed.write_bytes(graph.exposed_model_bytes([t for _, t in tensors]))
+    exposed.write_bytes(expose(graph, [t for _, t in tensors]))
     palettes = {
-        "grey": np.repeat(render._GREY[:, None], 3, axis=1).tolist(),
+        "grey": np.repeat(render.tiles._GREY[:, None], 3, axis=1).tolist(),
         "magma": render.colormap_lut("magma").tolist(),
         "RdBu_r": render.colormap_lut("RdBu_r").tolist(),
         "inferno": render.colormap_lut("inferno").tolist(),
@@ -548,7 +550,7 @@ def bench_memory(cfg: Config, paths: dict[str, Path]) -> dict:
     picture = make_picture(cfg, size)
     opened = open_model(model, providers=(cfg.ort_provider,))
     x = np.zeros((1, 3, size, size), np.float32)
-    estimate = opened.plan_memory(opened.layers, "post", {"input": x}).total_bytes
+    estimate = opened.runner.plan(opened.probes(), {"input": x}).total_bytes
     limit = f"{max(1, estimate // 2 >> 10)}K" if cfg.quick else "512M"
     out = cfg.work / "out-big"
     rows = []
@@ -560,7 +562,7 @@ def bench_memory(cfg: Config, paths: dict[str, Path]) -> dict:
             "--provider", cfg.provider, *extra), measure_rss=True)
         manifest = json.loads((out / picture.stem / "manifest.json").read_text())
         budget = parse_size(limit) if extra else default_max_memory()
-        plan = opened.plan_memory(opened.layers, "post", {"input": x}, budget)
+        plan = opened.runner.plan(opened.probes(), {"input": x}, budget)
         rows.append({"label": label, "seconds": elapsed, "peak_rss": peak,
                      "max_memory": budget, "passes": plan.passes,
                      "timings_ms": manifest.get("timings_ms")})

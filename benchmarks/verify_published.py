@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
     ctx = fmviz.cli.run.make_context("run", [model, source, *options])
     opened = fmviz.open_model(model, expose_if=ctx.params.get("expose_if", False))
     params = dict(ctx.params)
-    _, feeds, _, _ = opened.prepare(source, _input_options(params))
+    options = _input_options(params)
+    feeds, _, _ = opened.feeds(opened.prepare(source, options), options)
     folder = next(p for p in Path(out).iterdir() if (p / "arrays.npz").exists())
     arrays = np.load(folder / "arrays.npz", allow_pickle=False)
 

@@ -15,7 +15,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "open_model": "fmviz.model",
     "Model": "fmviz.model",
-    "Capture": "fmviz.model",
+    "Capture": "fmviz.runner",
+    "Runner": "fmviz.runner",
+    "Probe": "fmviz.probes",
+    "Scanner": "fmviz.scan",
+    "ScanOptions": "fmviz.scan",
+    "ScanPartial": "fmviz.scan",
     "Layer": "fmviz.graph",
     "InputOptions": "fmviz.inputs",
     "FmvizError": "fmviz.errors",
@@ -23,6 +28,7 @@ _LAZY = {
     "InputError": "fmviz.errors",
     "OptionError": "fmviz.errors",
     "OutputError": "fmviz.errors",
+    "RejectedInput": "fmviz.errors",
     "render": "fmviz.render",
 }
 __all__ = [
@@ -30,6 +36,11 @@ __all__ = [
     "open_model",
     "Model",
     "Capture",
+    "Runner",
+    "Probe",
+    "Scanner",
+    "ScanOptions",
+    "ScanPartial",
     "Layer",
     "InputOptions",
     "FmvizError",
@@ -37,15 +48,26 @@ __all__ = [
     "InputError",
     "OptionError",
     "OutputError",
+    "RejectedInput",
     "render",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import render
-    from .errors import FmvizError, InputError, ModelError, OptionError, OutputError
+    from .errors import (
+        FmvizError,
+        InputError,
+        ModelError,
+        OptionError,
+        OutputError,
+        RejectedInput,
+    )
     from .graph import Layer
     from .inputs import InputOptions
-    from .model import Capture, Model, open_model
+    from .model import Model, open_model
+    from .probes import Probe
+    from .runner import Capture, Runner
+    from .scan import Scanner, ScanOptions, ScanPartial
 
 
 def __getattr__(name: str):

@@ -266,7 +266,7 @@ def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) 
     if as_json:
         click.echo(json.dumps(document))
         return
-    from .console import print_layers
+    from .reports.console import print_layers
 
     print_layers(document)
 
@@ -425,7 +425,7 @@ def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, 
         find data -name '*.jpg' | fmviz dead-filters model.onnx - --fail-on-dead --quiet
         fmviz dead-filters model.onnx big/ --checkpoint scan.npz   # Ctrl-C, then again
     """
-    from .report import build_report, report_targets, write_reports
+    from .reports.deadfilters import build_report, report_targets, write_reports
     from .scan import ScanOptions, collect_inputs, scan
 
     targets = report_targets(reports)
@@ -438,7 +438,7 @@ def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, 
     paths = collect_inputs(inputs)  # a missing path is an error before anything runs
     opened = _open_model(model, providers, threads, expose_if=expose_if)
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
-    from .console import ScanProgress
+    from .reports.console import ScanProgress
 
     show_progress = progress or (not quiet and sys.stderr.isatty())
     with ScanProgress(show_progress) as bar:
@@ -448,7 +448,7 @@ def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, 
     if as_json:
         click.echo(json.dumps(report, separators=(",", ":")))
     elif not quiet:
-        from .console import make_console, print_dead_filters
+        from .reports.console import make_console, print_dead_filters
 
         print_dead_filters(report, make_console())
     summary = report["summary"]
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     except FmvizError as exc:
         if debug:
             raise
-        _stderr(f"Error: {exc}")
+        _stderr(f"Error: {exc.for_cli()}")
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code

@@ -1,52 +1,54 @@
-"""``fmviz dead-filters``: stream many inputs through a model, keep per-channel statistics only.
+"""Dataset scans: stream many inputs through a model, keep per-channel statistics only.
 
-The flow, for N inputs:
+The pieces, usable by any engine (this module's local one, or a cluster's):
 
-1. :func:`collect_inputs` turns files, folders and ``-`` (paths on stdin) into one ordered list
-   of paths (folders searched recursively and sorted, hidden entries skipped), so that a scan
-   is deterministic and can resume from a checkpoint by position.
-2. A thread pool decodes the inputs ahead of inference (at most two batches ahead), while the
-   main thread runs batches through onnxruntime. Inputs are grouped by tensor shape; a group
-   runs when it holds a full batch. A model with a fixed batch size gets exactly that many rows
-   (a short last batch is padded with copies, which are not counted).
-3. The session is the model with reductions added next to each layer
-   (:mod:`fmviz.reductions`): each batch returns ``[N, C]`` arrays, merged into one
-   :class:`~fmviz.stats.ChannelStats` per layer. Nothing per input is kept, so memory stays flat
-   however many inputs there are. A batch whose sums show NaN or infinity is run again with the
-   raw maps of the layers concerned and reduced in numpy, where such values are counted.
-4. An input that cannot be read, or that the model rejects, is skipped and listed (``strict``
-   makes it an error). With a checkpoint file, the merged statistics are saved every
-   ``checkpoint_every`` inputs and on Ctrl-C; the same scan started again resumes there.
+- :class:`Scanner` is opened once per model and options; ``scanner.scan(paths)`` runs those
+  inputs and returns a :class:`ScanPartial` (per-layer :class:`~fmviz.stats.ChannelStats`,
+  counts, skipped inputs). Nothing per input is kept, so a partial's size depends on the
+  layers and channels only.
+- ``partial.merge(other)`` adds another partial: partials over any split of the inputs merge
+  into the partial over all of them.
+- ``scanner.result(partial, total)`` is the final :class:`ScanResult`, which
+  :func:`fmviz.reports.deadfilters.build_report` turns into the report.
+
+Inside ``scan(paths)``: a thread pool decodes inputs ahead of inference (at most two batches
+ahead) while the calling thread runs batches through the model with reductions added next to
+each layer (:mod:`fmviz.graph.reductions`), so only ``[N, C]`` arrays leave onnxruntime.
+Inputs are grouped by tensor shape; a model with a fixed batch size gets exactly that many rows
+(a short batch is padded with copies, which are not counted). A batch whose sums show NaN or
+infinity is run again with the raw maps and reduced in numpy, where such values are counted.
+An input that cannot be read, or that the model rejects, is skipped and listed (``strict``
+makes it an error).
+
+:func:`scan` is the local engine: one scanner over every input, with a checkpoint file saved
+every ``checkpoint_every`` inputs and on Ctrl-C, from which the same scan resumes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import sys
-import zipfile
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
-from . import __version__
-from .errors import FmvizError, InputError, ModelError, OptionError
-from .graph import Layer, ModelInput
-from .inputs import InputOptions, PreparedInput, build_feeds, input_kind, load_input, primary_input
-from .io import atomic_write_with, ensure_dir
-from .reductions import NON_NEGATIVE_ACTIVATIONS, ReducedOutputs, Target, reduction_model
-from .session import describe_error, open_session
+from .errors import FmvizError, InputError, ModelError, OptionError, RejectedInput
+from .graph import ModelInput
+from .graph.reductions import ReducedOutputs, Target, numpy_reductions, reduction_model
+from .inputs import InputOptions, load_input
+from .inputs.collect import collect_inputs
+from .model import Model
+from .probes import Probe
 from .stats import ChannelStats
 
+__all__ = ["DEFAULT_BATCH", "ScanOptions", "ScanPartial", "ScanResult", "Scanner",
+           "collect_inputs", "scan"]
+
 DEFAULT_BATCH = 16
-CHECKPOINT_SCHEMA = "fmviz/dead-filters-checkpoint/1"
-_QUANTIZED_OPS = frozenset({"QLinearConv", "ConvInteger"})
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -66,80 +68,76 @@ class ScanOptions:
 
     def validate(self) -> None:
         if not (self.eps >= 0 and np.isfinite(self.eps)):
-            raise OptionError(f"--eps {self.eps}: must be a finite number >= 0")
+            raise OptionError("eps", f"{self.eps}: must be a finite number >= 0")
         if self.batch_size is not None and self.batch_size < 1:
-            raise OptionError(f"--batch-size {self.batch_size}: must be at least 1")
+            raise OptionError("batch_size", f"{self.batch_size}: must be at least 1")
         if self.limit is not None and self.limit < 1:
-            raise OptionError(f"--limit {self.limit}: must be at least 1")
+            raise OptionError("limit", f"{self.limit}: must be at least 1")
         if self.checkpoint_every < 1:
-            raise OptionError(f"--checkpoint-every {self.checkpoint_every}: must be at least 1")
+            raise OptionError("checkpoint_every", f"{self.checkpoint_every}: must be at least 1")
+
+
+@dataclass
+class ScanPartial:
+    """Statistics over some of a scan's inputs; merges with the partials over the others.
+
+    ``skipped`` entries are ``{"index", "path", "error"}``, ``index`` the input's position in
+    the whole scan (the final report lists them in that order, however the work was split).
+    """
+
+    stats: list[ChannelStats | None]  # per probe; None until a batch has been seen
+    inputs_scanned: int = 0
+    samples: int = 0  # maps merged: an input tensor with a batch of 4 counts 4
+    skipped: list[dict] = field(default_factory=list)
+
+    def merge(self, other: ScanPartial) -> ScanPartial:
+        """Add everything ``other`` has seen to this partial (in place); returns it."""
+        if len(other.stats) != len(self.stats):
+            raise ValueError(f"cannot merge {len(other.stats)} layers into {len(self.stats)}")
+        for position, theirs in enumerate(other.stats):
+            if theirs is None:
+                continue
+            mine = self.stats[position]
+            self.stats[position] = (theirs.snapshot() if mine is None
+                                    else mine.snapshot().merge(theirs))
+        self.inputs_scanned += other.inputs_scanned
+        self.samples += other.samples
+        self.skipped = self.skipped + list(other.skipped)
+        return self
+
+    def snapshot(self) -> ScanPartial:
+        """A copy that later updates of this partial leave unchanged (cheap: shares arrays)."""
+        return ScanPartial(
+            stats=[s.snapshot() if s is not None else None for s in self.stats],
+            inputs_scanned=self.inputs_scanned,
+            samples=self.samples,
+            skipped=list(self.skipped),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self.stats if s is not None)
 
 
 @dataclass
 class ScanResult:
     """The merged statistics of a scan and what it went through."""
 
-    layers: list[Layer]
-    stage: str
+    probes: list[Probe]
     eps: float
     stats: list[ChannelStats]
     providers: list[str]
     inputs_scanned: int
-    samples: int  # maps merged: an input tensor with a batch of 4 counts 4
+    samples: int
     skipped: list[dict]
     batch_size: int
     total: int  # inputs in the (limited) list
     resumed_from: int = 0  # inputs taken from a checkpoint
     notices: list[str] = field(default_factory=list)
 
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def collect_inputs(items: Sequence[str], stdin: TextIO | None = None) -> list[Path]:
-    """Files, folders and ``-`` (newline-separated paths on stdin) as one ordered list.
-
-    Folders are searched recursively for the input kinds fmviz reads, hidden files and folders
-    skipped, in sorted order; a path named here that does not exist is an :class:`InputError`
-    (raised before anything runs). Paths read from stdin are taken as they are: one that does
-    not exist is skipped later like any unreadable input. A file listed twice is scanned once.
-    """
-    paths: list[Path] = []
-    for item in items:
-        if item == "-":
-            source = stdin if stdin is not None else sys.stdin
-            for line in source:
-                line = line.strip()
-                if not line:
-                    continue
-                path = Path(line)
-                paths.extend(_walk(path) if path.is_dir() else [path])
-            continue
-        path = Path(item)
-        if not path.exists():
-            raise InputError(f"{item}: no such file or folder")
-        paths.extend(_walk(path) if path.is_dir() else [path])
-    unique: dict[str, Path] = {}
-    for path in paths:
-        unique.setdefault(os.path.normpath(str(path)), path)
-    return list(unique.values())
-
-
-def _walk(folder: Path) -> list[Path]:
-    """Input files below ``folder``, sorted, skipping hidden entries and symlink loops."""
-    found: list[Path] = []
-    seen: set[str] = set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and input_kind(name) is not None:
-                found.append(Path(root) / name)
-    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+    @property
+    def stage(self) -> str:
+        return self.probes[0].stage if self.probes else "post"
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -173,88 +171,238 @@ def _without_path(message: str, path: Path) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-# ----------------------------------------------------------------------------- running batches
+def _rows(group: Iterable[_Decoded]) -> int:
+    return sum(item.rows.shape[0] for item in group if item.rows is not None)
 
 
-class _Rejected(Exception):
-    """onnxruntime refused a batch (a shape or type the model cannot take)."""
+# ----------------------------------------------------------------------------- the scanner
 
 
-class _Runner:
-    """Runs batches through the reduction session; returns per-layer ``[n, C]`` reductions."""
+class Scanner:
+    """The statistics of a model's layers over inputs, in mergeable partials.
 
-    def __init__(self, model, layers: list[Layer], stage: str, eps: float, target: ModelInput,
-                 options: InputOptions, batch_size: int, fixed_batch: bool,
-                 notice: Callable[[str], None]):
+    Opened once per model and options (cheap: onnxruntime's session is made on the first
+    batch); ``notify`` gets each one-line notice once (extra inputs fed zeros, ...).
+    """
+
+    def __init__(self, model: Model, options: ScanOptions,
+                 notify: Callable[[str], None] | None = None):
+        options.validate()
         self.model = model
-        self.layers = layers
-        self.stage = stage
-        self.eps = eps
-        self.target = target
         self.options = options
-        self.batch_size = batch_size
-        self.fixed_batch = fixed_batch
-        targets = [
-            Target(
-                tensor=layer.tensor(stage),
-                non_negative=layer.activation_at(stage) in NON_NEGATIVE_ACTIVATIONS,
-                quantized=layer.op in _QUANTIZED_OPS and layer.tensor(stage) == layer.pre_tensor,
-            )
-            for layer in layers
-        ]
-        data, outputs = reduction_model(model.graph.proto, targets, eps)
-        self.outputs: dict[str, ReducedOutputs] = {o.tensor: o for o in outputs}
-        self.names = [name for o in outputs for name in o.names()]
-        self.session = open_session(data, model.providers, model.threads, source=str(model.path))
-        del data
-        self._feeds: dict[tuple, dict[str, np.ndarray]] = {}
-        self.notice = notice  # the scanner's: says each notice once
+        self.probes = model.probes(options.patterns, options.stage, options.inputs)
+        self.target = model.primary_input(options.inputs)
+        self.batch_size, self.fixed_batch = _batch_size(self.target, options.batch_size)
+        self.notices: list[str] = []
+        self._notify = notify or (lambda message: None)
+        self._outputs: dict[str, ReducedOutputs] | None = None
+        self._names: list[str] = []
+        self._providers: list[str] | None = None
 
     @property
     def providers(self) -> list[str]:
-        return self.session.providers
+        return self._providers if self._providers is not None else list(self.model.providers)
 
-    def feeds(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        key = (batch.shape, batch.dtype.str)
-        if key not in self._feeds and len(self._feeds) >= 16:  # many sizes: keep a few
-            self._feeds.pop(next(iter(self._feeds)))
-        if key not in self._feeds:
-            placeholder = PreparedInput(path=Path("<batch>"), kind="tensor", array=batch,
-                                        preprocess={})
-            feeds, _, notices = build_feeds(self.model.inputs, self.target, placeholder,
-                                            self.options, self.model.path)
-            feeds.pop(self.target.name)
-            self._feeds[key] = feeds
-            for notice in notices:  # e.g. "input 'scale' ... gets zeros"
-                self.notice(notice)
-        return {self.target.name: batch, **self._feeds[key]}
+    def empty(self) -> ScanPartial:
+        return ScanPartial(stats=[None] * len(self.probes))
 
-    def run(self, rows: np.ndarray) -> list[dict[str, np.ndarray]]:
+    def notice(self, message: str) -> None:
+        if message not in self.notices:
+            self.notices.append(message)
+            self._notify(message)
+
+    # ------------------------------------------------------------------ the loop
+    def scan(
+        self,
+        paths: Sequence[Path],
+        first_index: int = 0,
+        progress: Progress | None = None,
+        total: int | None = None,
+        checkpoint: Callable[[int, ScanPartial], None] | None = None,
+        start: ScanPartial | None = None,
+    ) -> ScanPartial:
+        """Run ``paths`` (input ``first_index + i`` of the whole scan is ``paths[i]``).
+
+        ``progress(done, total)`` is called as inputs are consumed. ``checkpoint(done,
+        partial)``, when given, receives a consistent partial covering the first ``done``
+        inputs of the whole scan every ``checkpoint_every`` inputs, at the end, and on Ctrl-C
+        (then the interrupt goes on). ``start`` is a partial to continue from.
+        """
+        options = self.options
+        partial = start if start is not None else self.empty()
+        total = total if total is not None else first_index + len(paths)
+        progress = progress or (lambda done, total: None)
+        committed = (first_index, partial.snapshot())
+        pending: dict[tuple, list[_Decoded]] = {}
+        workers = options.workers or max(1, min(4, os.cpu_count() or 1))
+        read_ahead = max(2 * self.batch_size, workers)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmviz-decode")
+        queue: deque[Future] = deque()
+        todo = iter(range(len(paths)))
+        consumed = first_index
+
+        def refill() -> None:
+            while len(queue) < read_ahead:
+                i = next(todo, None)
+                if i is None:
+                    return
+                queue.append(pool.submit(_decode, first_index + i, Path(paths[i]), self.target,
+                                         options.inputs))
+
+        def flush(key: tuple) -> None:
+            group = pending.pop(key, [])
+            if group:
+                self._run_group(group, partial)
+
+        def flush_all() -> None:
+            for key in list(pending):
+                flush(key)
+
+        try:
+            refill()  # decoding starts while onnxruntime builds its session
+            progress(consumed, total)
+            while queue:
+                item = queue.popleft().result()
+                refill()
+                for message in item.notices:
+                    self.notice(message)
+                if item.rows is None:
+                    self._skip(item, item.error or "cannot be read", partial)
+                else:
+                    key = (item.rows.shape[1:], item.rows.dtype.str)
+                    group = pending.setdefault(key, [])
+                    if group and _rows(group) + item.rows.shape[0] > self.batch_size:
+                        flush(key)
+                        group = pending.setdefault(key, [])
+                    group.append(item)
+                    if _rows(group) >= self.batch_size:
+                        flush(key)
+                    elif sum(_rows(g) for g in pending.values()) > 2 * self.batch_size:
+                        # many shapes at once: run the fullest group rather than hold more
+                        flush(max(pending, key=lambda k: _rows(pending[k])))
+                consumed = item.index + 1
+                if not pending:
+                    committed = (consumed, partial.snapshot())
+                if checkpoint is not None and consumed % options.checkpoint_every == 0:
+                    flush_all()
+                    committed = (consumed, partial.snapshot())
+                    checkpoint(*committed)
+                progress(consumed, total)
+            flush_all()
+            committed = (consumed, partial.snapshot())
+            if checkpoint is not None:
+                checkpoint(*committed)
+        except KeyboardInterrupt:
+            if checkpoint is not None:
+                checkpoint(*committed)
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return committed[1]
+
+    def result(self, partial: ScanPartial, total: int, resumed_from: int = 0) -> ScanResult:
+        """The final result; an :class:`InputError` when no input could be read at all."""
+        skipped = sorted(partial.skipped, key=lambda item: item.get("index", -1))
+        if partial.inputs_scanned == 0:
+            first = f" (first: {skipped[0]['path']}: {skipped[0]['error']})" if skipped else ""
+            raise InputError(
+                f"no input could be read: {len(skipped)} of {total} skipped{first}"
+            )
+        stats = [
+            s if s is not None else ChannelStats(probe.channels or 0, self.options.eps)
+            for s, probe in zip(partial.stats, self.probes, strict=True)
+        ]
+        return ScanResult(
+            probes=self.probes,
+            eps=self.options.eps,
+            stats=stats,
+            providers=self.providers,
+            inputs_scanned=partial.inputs_scanned,
+            samples=partial.samples,
+            skipped=[{"path": s["path"], "error": s["error"]} for s in skipped],
+            batch_size=self.batch_size,
+            total=total,
+            resumed_from=resumed_from,
+            notices=list(self.notices),
+        )
+
+    # ------------------------------------------------------------------ batches
+    def _skip(self, item: _Decoded, error: str, partial: ScanPartial) -> None:
+        if self.options.strict:
+            raise InputError(f"{item.path}: {error} (--strict stops at the first bad input)")
+        partial.skipped.append({"index": item.index, "path": str(item.path), "error": error})
+
+    def _run_group(self, group: list[_Decoded], partial: ScanPartial) -> None:
+        rows = np.concatenate([i.rows for i in group if i.rows is not None])
+        try:
+            reduced = self._reduce(rows, str(group[0].path))
+        except RejectedInput as exc:
+            if len(group) == 1:
+                self._skip(group[0], _without_path(str(exc), group[0].path), partial)
+            else:  # find the culprit(s): run each input on its own
+                for item in group:
+                    self._run_group([item], partial)
+            return
+        for position, (probe, values) in enumerate(zip(self.probes, reduced, strict=True)):
+            stats = partial.stats[position]
+            channels = values["min"].shape[1]
+            if stats is None:
+                stats = partial.stats[position] = ChannelStats(channels, self.options.eps)
+            elif stats.channels != channels:
+                raise ModelError(
+                    f"{self.model.path}: layer {probe.name!r} gave {channels} channels for "
+                    f"{group[0].path}, {stats.channels} before"
+                )
+            stats.add_reduced(**values)
+        partial.inputs_scanned += len(group)
+        partial.samples += rows.shape[0]
+
+    def _session(self):
+        runner = self.model.runner
+        tensors = tuple(p.tensor for p in self.probes)
+        targets = [Target(tensor=p.tensor, non_negative=p.non_negative, quantized=p.quantized)
+                   for p in self.probes]
+
+        def build() -> tuple[bytes, list[ReducedOutputs]]:
+            return reduction_model(self.model.graph, targets, self.options.eps)
+
+        session = runner.session(("reduce", tensors, self.options.eps), build)
+        if self._outputs is None:
+            self._outputs = {o.tensor: o for o in session.info}
+            self._names = [name for o in session.info for name in o.names()]
+        self._providers = list(session.providers)
+        return session
+
+    def _feeds(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        feeds, _, notices = self.model.runner.feeds(self.target, batch, self.options.inputs)
+        for message in notices:  # e.g. "input 'scale' ... gets zeros"
+            self.notice(message)
+        return feeds
+
+    def _reduce(self, rows: np.ndarray, source: str) -> list[dict[str, np.ndarray]]:
         """Reductions of every layer for ``rows`` (``[n, ...]``), padded to a fixed batch."""
         n = rows.shape[0]
         if self.fixed_batch and n != self.batch_size:
             if n > self.batch_size:
-                parts = [self.run(rows[i:i + self.batch_size])
+                parts = [self._reduce(rows[i:i + self.batch_size], source)
                          for i in range(0, n, self.batch_size)]
                 return [{k: np.concatenate([p[j][k] for p in parts]) for k in parts[0][j]}
-                        for j in range(len(self.layers))]
+                        for j in range(len(self.probes))]
             pad = np.repeat(rows[-1:], self.batch_size - n, axis=0)
             batch = np.concatenate([rows, pad])
         else:
             batch = rows
-        feeds = self.feeds(batch)
-        try:
-            values = self.session.run(feeds, self.names)
-        except Exception as exc:  # onnxruntime's own error types: shapes/types it refuses
-            raise _Rejected(describe_error(exc)) from exc
+        session = self._session()
+        assert self._outputs is not None  # set when the session was built
+        values = self.model.runner.run(session, self._feeds(batch), self._names, source)
         results: list[dict[str, np.ndarray]] = []
         redo: list[int] = []
-        for position, layer in enumerate(self.layers):
-            names = self.outputs[layer.tensor(self.stage)]
+        for position, probe in enumerate(self.probes):
+            names = self._outputs[probe.tensor]
             shape = values[names.shape]
             if len(shape) < 2 or shape[0] != batch.shape[0]:
                 raise ModelError(
-                    f"{self.model.path}: layer {layer.name!r} gives maps of shape "
+                    f"{self.model.path}: layer {probe.name!r} gives maps of shape "
                     f"{list(shape)}; fmviz needs [N, C, ...] with N the batch size"
                 )
             reduced = {
@@ -268,89 +416,13 @@ class _Runner:
             if not (np.isfinite(reduced["sum"]).all() and np.isfinite(reduced["sumsq"]).all()):
                 redo.append(position)
             results.append(reduced)
-        if redo:
-            self._reduce_raw(batch, n, redo, results)
+        if redo:  # maps with NaN/inf (or float32 overflow of the sums): reduce them in numpy
+            tensors = [self.probes[p].tensor for p in redo]
+            maps = self.model.runner.run(self.model.runner.exposing(tensors), self._feeds(batch),
+                                         list(dict.fromkeys(tensors)), source)
+            for position, tensor in zip(redo, tensors, strict=True):
+                results[position] = numpy_reductions(maps[tensor][:n], self.options.eps)
         return results
-
-    def _reduce_raw(self, batch: np.ndarray, n: int, positions: list[int],
-                    results: list[dict]) -> None:
-        """Maps with NaN/inf (or float32 overflow of the sums): reduce them in numpy."""
-        from .reductions import numpy_reductions
-
-        tensors = [self.layers[p].tensor(self.stage) for p in positions]
-        session = self.model.session(tensors)
-        maps = session.run(self.feeds(batch), list(dict.fromkeys(tensors)))
-        for position, tensor in zip(positions, tensors, strict=True):
-            results[position] = numpy_reductions(maps[tensor][:n], self.eps)
-
-
-# ----------------------------------------------------------------------------- the scan
-
-
-@dataclass
-class _State:
-    """What a checkpoint holds: statistics over the first ``done`` inputs.
-
-    ``skipped`` only ever grows, so a snapshot shares the list and remembers its length.
-    """
-
-    stats: list[ChannelStats | None]
-    done: int = 0
-    inputs_scanned: int = 0
-    samples: int = 0
-    skipped: list[dict] = field(default_factory=list)
-    skipped_count: int | None = None  # set on snapshots
-
-    def snapshot(self) -> _State:
-        return _State(
-            stats=[s.snapshot() if s is not None else None for s in self.stats],
-            done=self.done,
-            inputs_scanned=self.inputs_scanned,
-            samples=self.samples,
-            skipped=self.skipped,
-            skipped_count=len(self.skipped),
-        )
-
-    @property
-    def skipped_items(self) -> list[dict]:
-        count = len(self.skipped) if self.skipped_count is None else self.skipped_count
-        return self.skipped[:count]
-
-
-def scan(
-    model,
-    paths: Sequence[str | Path],
-    options: ScanOptions,
-    progress: Callable[[int, int], None] | None = None,
-    notify: Callable[[str], None] | None = None,
-) -> ScanResult:
-    """Scan ``paths`` (see :func:`collect_inputs`) and return the merged statistics.
-
-    ``progress(done, total)`` is called as inputs are consumed; ``notify`` gets one-line notices
-    (extra inputs fed zeros, a resumed checkpoint, an interruption). Raises :class:`FmvizError`
-    when no input could be read, on the first bad input with ``strict``, and for a checkpoint
-    made for another model or other options.
-    """
-    options.validate()
-    notify = notify or (lambda message: None)
-    layers = model.select(options.patterns, options.stage)
-    target = primary_input(model.inputs, options.inputs.input_name, model.path)
-    batch_size, fixed = _batch_size(target, options.batch_size)
-    paths = [p if isinstance(p, Path) else Path(p) for p in paths]
-    if options.limit is not None:
-        paths = paths[: options.limit]
-    if not paths:
-        raise InputError("no input files to scan")
-    tensors = [layer.tensor(options.stage) for layer in layers]
-    header = _checkpoint_header(model, options, tensors)
-
-    state = _State(stats=[None] * len(layers))
-    if options.checkpoint is not None and Path(options.checkpoint).exists():
-        state = _load_checkpoint(Path(options.checkpoint), header, paths, len(layers))
-        notify(f"resuming from {options.checkpoint}: {state.done} of {len(paths)} inputs done")
-    scanner = _Scanner(model, layers, options, target, batch_size, fixed, paths, header, state,
-                       progress, notify)
-    return scanner.run()
 
 
 def _batch_size(target: ModelInput, requested: int | None) -> tuple[int, bool]:
@@ -358,282 +430,58 @@ def _batch_size(target: ModelInput, requested: int | None) -> tuple[int, bool]:
     if isinstance(dim, int) and dim > 0:
         if requested is not None and requested != dim:
             raise OptionError(
-                f"--batch-size {requested}: input {target.name!r} has a fixed batch of {dim}"
+                "batch_size", f"{requested}: input {target.name!r} has a fixed batch of {dim}"
             )
         return dim, True
     return (requested or DEFAULT_BATCH), False
 
 
-class _Scanner:
-    def __init__(self, model, layers, options: ScanOptions, target, batch_size, fixed, paths,
-                 header, state: _State, progress, notify):
-        self.model = model
-        self.layers = layers
-        self.options = options
-        self.target = target
-        self.batch_size = batch_size
-        self.fixed = fixed
-        self.paths = paths
-        self.header = header
-        self.state = state
-        self.committed = state.snapshot()
-        self.resumed_from = state.done
-        self.progress = progress or (lambda done, total: None)
-        self.notify = notify
-        self.pending: dict[tuple, list[_Decoded]] = {}
-        self.consumed = state.done
-        self.runner: _Runner | None = None
-        self.notices: list[str] = []
-
-    # ------------------------------------------------------------------ main loop
-    def run(self) -> ScanResult:
-        options = self.options
-        workers = options.workers or max(1, min(4, os.cpu_count() or 1))
-        read_ahead = max(2 * self.batch_size, workers)
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fmviz-decode")
-        queue: deque[Future] = deque()
-        todo = iter(range(self.state.done, len(self.paths)))
-
-        def refill() -> None:
-            while len(queue) < read_ahead:
-                index = next(todo, None)
-                if index is None:
-                    return
-                queue.append(pool.submit(_decode, index, self.paths[index], self.target,
-                                         options.inputs))
-
-        try:
-            refill()  # decoding starts while onnxruntime builds its session
-            self.progress(self.consumed, len(self.paths))
-            if queue:
-                self.runner = _Runner(self.model, self.layers, options.stage, options.eps,
-                                      self.target, options.inputs, self.batch_size, self.fixed,
-                                      self._notice)
-            while queue:
-                item = queue.popleft().result()
-                refill()
-                self._consume(item)
-                self.consumed = item.index + 1
-                if not self.pending:
-                    self._commit()
-                if options.checkpoint is not None and self.consumed % options.checkpoint_every == 0:
-                    self._flush_all()
-                    self._commit()
-                    self._save(self.committed)
-                self.progress(self.consumed, len(self.paths))
-            self._flush_all()
-            self._commit()
-            if options.checkpoint is not None:
-                self._save(self.committed)
-        except KeyboardInterrupt:
-            if options.checkpoint is not None:
-                self._save(self.committed)
-                self.notify(
-                    f"interrupted: {options.checkpoint} holds {self.committed.done} of "
-                    f"{len(self.paths)} inputs; run the same command again to resume"
-                )
-            raise
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        return self._result()
-
-    def _notice(self, message: str) -> None:
-        if message not in self.notices:
-            self.notices.append(message)
-            self.notify(message)
-
-    def _consume(self, item: _Decoded) -> None:
-        for notice in item.notices:
-            self._notice(notice)
-        if item.rows is None:
-            self._skip(item, item.error or "cannot be read")
-            return
-        key = (item.rows.shape[1:], item.rows.dtype.str)
-        group = self.pending.setdefault(key, [])
-        if group and _rows(group) + item.rows.shape[0] > self.batch_size:
-            self._flush(key)
-            group = self.pending.setdefault(key, [])
-        group.append(item)
-        if _rows(group) >= self.batch_size:
-            self._flush(key)
-        elif sum(_rows(g) for g in self.pending.values()) > 2 * self.batch_size:
-            # many shapes at once: run the fullest group rather than hold more in memory
-            self._flush(max(self.pending, key=lambda k: _rows(self.pending[k])))
-
-    def _flush(self, key: tuple) -> None:
-        group = self.pending.pop(key, [])
-        if group:
-            self._run_group(group)
-
-    def _flush_all(self) -> None:
-        for key in list(self.pending):
-            self._flush(key)
-
-    def _run_group(self, group: list[_Decoded]) -> None:
-        rows = group[0].rows if len(group) == 1 else np.concatenate([i.rows for i in group])
-        try:
-            reduced = self.runner.run(rows)
-        except _Rejected as exc:
-            if len(group) == 1:
-                self._skip(group[0], f"the model rejected this input: {exc}")
-            else:  # find the culprit(s): run each input on its own
-                for item in group:
-                    self._run_group([item])
-            return
-        state = self.state
-        for position, (layer, values) in enumerate(zip(self.layers, reduced, strict=True)):
-            stats = state.stats[position]
-            if stats is None:
-                stats = state.stats[position] = ChannelStats(values["min"].shape[1],
-                                                             self.options.eps)
-            elif stats.channels != values["min"].shape[1]:
-                raise ModelError(
-                    f"{self.model.path}: layer {layer.name!r} gave {values['min'].shape[1]} "
-                    f"channels for {group[0].path}, {stats.channels} before"
-                )
-            stats.add_reduced(**values)
-        state.inputs_scanned += len(group)
-        state.samples += rows.shape[0]
-
-    def _skip(self, item: _Decoded, error: str) -> None:
-        if self.options.strict:
-            raise InputError(f"{item.path}: {error} (--strict stops at the first bad input)")
-        self.state.skipped.append({"path": str(item.path), "error": error})
-
-    def _commit(self) -> None:
-        """Record a consistent state: every input before ``consumed`` is merged or skipped."""
-        self.state.done = self.consumed
-        self.committed = self.state.snapshot()
-
-    # ------------------------------------------------------------------ checkpoint and result
-    def _save(self, state: _State) -> None:
-        path = Path(self.options.checkpoint)
-        ensure_dir(path.parent if str(path.parent) else Path("."))
-        header = dict(self.header)
-        header.update(
-            done=state.done,
-            inputs_sha256=_paths_digest(self.paths[: state.done]),
-            inputs_scanned=state.inputs_scanned,
-            samples=state.samples,
-            skipped=state.skipped_items,
-            layers_present=[s is not None for s in state.stats],
-        )
-        arrays: dict[str, np.ndarray] = {
-            "header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-        }
-        for position, stats in enumerate(state.stats):
-            if stats is not None:
-                arrays.update(stats.to_arrays(prefix=f"layer{position}_"))
-        atomic_write_with(path, lambda handle: np.savez(handle, **arrays))
-
-    def _result(self) -> ScanResult:
-        state = self.committed
-        skipped = state.skipped_items
-        if state.inputs_scanned == 0:
-            first = f" (first: {skipped[0]['path']}: {skipped[0]['error']})" if skipped else ""
-            raise InputError(
-                f"no input could be read: {len(skipped)} of {len(self.paths)} skipped{first}"
-            )
-        stats = [
-            s if s is not None else ChannelStats(layer.channels or 0, self.options.eps)
-            for s, layer in zip(state.stats, self.layers, strict=True)
-        ]
-        return ScanResult(
-            layers=self.layers,
-            stage=self.options.stage,
-            eps=self.options.eps,
-            stats=stats,
-            providers=self.runner.providers if self.runner else list(self.model.providers),
-            inputs_scanned=state.inputs_scanned,
-            samples=state.samples,
-            skipped=skipped,
-            batch_size=self.batch_size,
-            total=len(self.paths),
-            resumed_from=self.resumed_from,
-            notices=list(self.notices),
-        )
+# ----------------------------------------------------------------------------- the local engine
 
 
-def _rows(group: Iterable[_Decoded]) -> int:
-    return sum(item.rows.shape[0] for item in group)
+def scan(
+    model: Model,
+    paths: Sequence[str | Path],
+    options: ScanOptions,
+    progress: Progress | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> ScanResult:
+    """Scan ``paths`` (see :func:`collect_inputs`) on this machine and return the result.
 
+    ``progress(done, total)`` is called as inputs are consumed; ``notify`` gets one-line notices
+    (extra inputs fed zeros, a resumed checkpoint, an interruption). Raises :class:`FmvizError`
+    when no input could be read, on the first bad input with ``strict``, and for a checkpoint
+    made for another model or other options.
+    """
+    from .checkpoint import checkpoint_header, load_checkpoint, save_checkpoint
 
-# ----------------------------------------------------------------------------- checkpoints
+    notify = notify or (lambda message: None)
+    scanner = Scanner(model, options, notify)
+    todo = [p if isinstance(p, Path) else Path(p) for p in paths]
+    if options.limit is not None:
+        todo = todo[: options.limit]
+    if not todo:
+        raise InputError("no input files to scan")
+    done, start = 0, scanner.empty()
+    save = None
+    saved = [0]  # inputs the checkpoint file covers
+    if options.checkpoint is not None:
+        where = Path(options.checkpoint)
+        header = checkpoint_header(model, options, [p.tensor for p in scanner.probes])
+        if where.exists():
+            done, start = load_checkpoint(where, header, todo, len(scanner.probes))
+            notify(f"resuming from {where}: {done} of {len(todo)} inputs done")
 
-
-def _options_record(options: ScanOptions) -> dict:
-    record = asdict(options.inputs)
-    return json.loads(json.dumps(record))  # tuples -> lists, as they come back from JSON
-
-
-def _checkpoint_header(model, options: ScanOptions, tensors: list[str]) -> dict:
-    return {
-        "schema": CHECKPOINT_SCHEMA,
-        "fmviz": __version__,
-        "model_sha256": model.graph.sha256,
-        "stage": options.stage,
-        "tensors": tensors,
-        "eps": options.eps,
-        "options": _options_record(options),
-    }
-
-
-def _paths_digest(paths: Sequence[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(os.path.normpath(str(path)).encode("utf-8", "surrogateescape") + b"\n")
-    return digest.hexdigest()
-
-
-def _load_checkpoint(path: Path, expected: dict, paths: list[Path], layers: int) -> _State:
-    """Read a checkpoint (never unpickling) and check it belongs to this scan."""
-    def bad(reason: str) -> FmvizError:
-        return InputError(f"{path}: {reason}; delete it to start over, or use another "
-                          "--checkpoint file")
+        def save(covered: int, partial: ScanPartial) -> None:
+            save_checkpoint(where, header, todo, covered, partial)
+            saved[0] = covered
 
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            header = json.loads(bytes(archive["header"]).decode("utf-8"))
-            if not isinstance(header, dict) or header.get("schema") != CHECKPOINT_SCHEMA:
-                raise bad("not an fmviz dead-filters checkpoint")
-            present = header.get("layers_present", [])
-            stats: list[ChannelStats | None] = []
-            if len(present) != layers:
-                raise bad(f"holds {len(present)} layers, this scan has {layers}")
-            for position, here in enumerate(present):
-                stats.append(
-                    ChannelStats.from_arrays(archive, header["eps"], prefix=f"layer{position}_")
-                    if here else None
-                )
-    except FmvizError:
+        partial = scanner.scan(todo[done:], first_index=done, progress=progress,
+                               total=len(todo), checkpoint=save, start=start)
+    except KeyboardInterrupt:
+        if options.checkpoint is not None:
+            notify(f"interrupted: {options.checkpoint} holds {saved[0]} of {len(todo)} inputs; "
+                   "run the same command again to resume")
         raise
-    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile,
-            UnicodeDecodeError) as exc:
-        raise bad(f"not a readable fmviz checkpoint ({exc})") from exc
-    if header.get("model_sha256") != expected["model_sha256"]:
-        raise bad(
-            f"made for another model (sha256 {str(header.get('model_sha256'))[:12]}, "
-            f"this one {expected['model_sha256'][:12]})"
-        )
-    for key, label in (("stage", "--stage"), ("tensors", "--layers"), ("eps", "--eps"),
-                       ("options", "input options")):
-        if header.get(key) != expected[key]:
-            raise bad(f"made with other {label} ({_short(header.get(key))} vs "
-                      f"{_short(expected[key])})")
-    done = int(header.get("done", 0))
-    if done > len(paths):
-        raise bad(f"covers {done} inputs, more than the {len(paths)} given")
-    if header.get("inputs_sha256") != _paths_digest(paths[:done]):
-        raise bad(f"the first {done} inputs are not the ones it was made from")
-    return _State(
-        stats=stats,
-        done=done,
-        inputs_scanned=int(header.get("inputs_scanned", 0)),
-        samples=int(header.get("samples", 0)),
-        skipped=list(header.get("skipped", [])),
-    )
-
-
-def _short(value) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 60 else text[:57] + "..."
+    return scanner.result(partial, len(todo), resumed_from=done)

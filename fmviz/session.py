@@ -64,7 +64,7 @@ def resolve_providers(requested: Sequence[str] = ("auto",)) -> list[str]:
             if full not in available:
                 names = ", ".join(_short_name(p) for p in available)
                 raise OptionError(
-                    f"--provider {value!r} is not available in this onnxruntime build; "
+                    "providers", f"{value!r} is not available in this onnxruntime build; "
                     f"available: {names}"
                 )
             picks = [full]
@@ -88,6 +88,7 @@ class Session:
     inner: Any
     outputs: list[str]
     providers: list[str] = field(default_factory=list)
+    info: Any = None  # what the edit that made the model says about it (e.g. output names)
 
     def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict:
         names = list(outputs) if outputs is not None else self.outputs

@@ -119,7 +119,7 @@ class ChannelStats:
 
     def add_maps(self, array: np.ndarray) -> ChannelStats:
         """Add the maps ``[N, C, ...]`` of N inputs."""
-        from .reductions import numpy_reductions
+        from .graph.reductions import numpy_reductions
 
         return self.add_reduced(**numpy_reductions(array, self.eps))
 

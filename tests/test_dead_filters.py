@@ -23,7 +23,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from fmviz.cli import main
-from fmviz.reductions import Target, hard_sigmoid_step, numpy_reductions, reduction_model
+from fmviz.graph import analyse
+from fmviz.graph.reductions import Target, hard_sigmoid_step, numpy_reductions, reduction_model
 from fmviz.scan import ScanOptions, collect_inputs, scan
 from fmviz.stats import ChannelStats
 
@@ -229,7 +230,7 @@ def test_reduction_graph_equals_numpy_for_each_opset(opset):
     """Reduce* with axes as attribute (< 13, < 18) or input; signed maps and ReLU maps."""
     proto = signed_model(opset)
     targets = [Target("c1"), Target("out", non_negative=True)]
-    data, outputs = reduction_model(proto, targets, 1e-6)
+    data, outputs = reduction_model(analyse(proto), targets, 1e-6)
     assert len(proto.graph.output) == 1 and len(proto.graph.node) == 3  # restored
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     raw = proto.__deepcopy__()
@@ -261,7 +262,8 @@ def test_active_count_is_exact_at_the_threshold(eps):
     x = np.array(probes, dtype=np.float32).reshape(1, 1, 1, -1)
     proto = identity_model()
     for non_negative in (False, True):
-        data, (names,) = reduction_model(proto, [Target("out", non_negative=non_negative)], eps)
+        data, (names,) = reduction_model(analyse(proto), [Target("out", non_negative=non_negative)],
+                                         eps)
         session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
         probe = np.abs(x) if non_negative else x
         (active,) = session.run([names.active], {"input": probe})
@@ -513,20 +515,20 @@ def test_ctrl_c_saves_the_checkpoint_and_exits_130(setup, tmp_path, capsys, monk
 
     checkpoint = tmp_path / "interrupted.npz"
     args = [setup["model"], setup["folder"], "--batch-size", "2", "--checkpoint", checkpoint]
-    original = scan_module._Runner.run
+    original = scan_module.Scanner._reduce
     calls = {"n": 0}
 
-    def interrupt_on_the_fourth_batch(self, rows):
+    def interrupt_on_the_fourth_batch(self, rows, source):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return original(self, rows)
+        return original(self, rows, source)
 
-    monkeypatch.setattr(scan_module._Runner, "run", interrupt_on_the_fourth_batch)
+    monkeypatch.setattr(scan_module.Scanner, "_reduce", interrupt_on_the_fourth_batch)
     code, out, err = cli(args, capsys)
     assert code == 130 and out == ""
     assert f"note: interrupted: {checkpoint} holds 6 of 12 inputs" in err
-    monkeypatch.setattr(scan_module._Runner, "run", original)
+    monkeypatch.setattr(scan_module.Scanner, "_reduce", original)
 
     with np.load(checkpoint, allow_pickle=False) as archive:
         header = json.loads(bytes(archive["header"]).decode())

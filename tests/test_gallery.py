@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmviz import gallery, render
+from fmviz import render
 from fmviz.cli import main
-from fmviz.report import write_reports
+from fmviz.reports import gallery
+from fmviz.reports.deadfilters import write_reports
 from tests import browser, models
 
 NASTY = "conv1\"'<script>alert('x')</script>&amp;</textarea>"
@@ -335,8 +336,12 @@ def test_scan_page_counts_escapes_and_lists_skipped(tmp_path):
 
 
 def test_channel_ranges_text():
-    assert gallery._ranges([7, 0, 1, 2, 5, 8]) == "0–2, 5, 7–8"
-    assert gallery._ranges([]) == ""
+    from fmviz.formatting import channel_ranges
+
+    assert channel_ranges([7, 0, 1, 2, 5, 8], dash="–") == "0–2, 5, 7–8"
+    assert channel_ranges([]) == ""
+    assert channel_ranges(range(30), limit=24) == "0-29"
+    assert channel_ranges([0, 2, 4, 6], limit=2) == "0, 2, ... (4 in all)"
 
 
 # ----------------------------------------------------------------------------- browser tests

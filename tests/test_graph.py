@@ -18,15 +18,10 @@ from onnx import TensorProto, external_data_helper, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from fmviz.errors import ModelError, OptionError
-from fmviz.graph import (
-    Layer,
-    UnreachableLayer,
-    expose,
-    find_layers,
-    load_model,
-    select_layers,
-    topological_order,
-)
+from fmviz.graph import Layer, UnreachableLayer, analyse, load_model, select_layers
+from fmviz.graph.edits import expose
+from fmviz.graph.index import topological_order
+from fmviz.graph.layers import find_layers
 from fmviz.session import open_session
 from tests import models
 
@@ -503,7 +498,7 @@ def _check_captures(
     mg = _load(model, tmp_path)
     tensors = list(dict.fromkeys(t for lay in mg.layers for t in (lay.pre_tensor, lay.post_tensor)))
     assert tensors, "model has no layer to capture"
-    session = open_session(mg.exposed_model_bytes(tensors), ["CPUExecutionProvider"])
+    session = open_session(expose(mg, tensors), ["CPUExecutionProvider"])
     original = [o.name for o in model.graph.output]
     assert session.outputs == original + [t for t in tensors if t not in original]
     feeds = feeds if feeds is not None else models.random_input(model, seed=7)
@@ -560,13 +555,16 @@ def _outputs(data: bytes) -> list[str]:
 def test_expose_dedups_skips_empty_and_keeps_proto(tmp_path):
     mg = _load(models.output_already(), tmp_path)
     before = mg.proto.SerializeToString()
-    data = expose(mg.proto, ["relu_out", "conv1_out", "", "conv1_out", "output"])
+    data = expose(mg, ["relu_out", "conv1_out", "", "conv1_out", "output"])
     assert _outputs(data) == ["relu_out", "output", "conv1_out"]
     assert mg.proto.SerializeToString() == before
     parsed = onnx.ModelProto()
     parsed.ParseFromString(data)
     assert parsed.ir_version == 8
-    assert mg.exposed_model_bytes([]) == before
+    # nothing exposed: the same model (the weights spliced back in, every field kept)
+    unchanged = onnx.ModelProto()
+    unchanged.ParseFromString(expose(mg, []))
+    assert unchanged == mg.proto
 
 
 def test_expose_copies_known_types():
@@ -574,7 +572,7 @@ def test_expose_copies_known_types():
     typed = helper.make_tensor_value_info("conv1_out", TensorProto.FLOAT, ["N", 8, 16, 16])
     model.graph.value_info.append(typed)
     proto = onnx.ModelProto()
-    proto.ParseFromString(expose(model, ["conv1_out", "relu1_out"]))
+    proto.ParseFromString(expose(analyse(model), ["conv1_out", "relu1_out"]))
     added = {o.name: o for o in proto.graph.output}
     assert added["conv1_out"] == typed
     assert not added["relu1_out"].type.HasField("tensor_type")
@@ -583,7 +581,7 @@ def test_expose_copies_known_types():
 
 def test_expose_accepts_a_generator():
     model = models.many_layers(3)
-    data = expose(model, (f"conv{i}_out" for i in range(3)))
+    data = expose(analyse(model), (f"conv{i}_out" for i in range(3)))
     assert _outputs(data) == ["relu2_out", "conv0_out", "conv1_out", "conv2_out"]
 
 
@@ -617,7 +615,7 @@ def test_order_respects_subgraph_reads():
     """The If reads ``main_out`` only inside its branches; it must still come after its producer."""
     model = models.conv_in_if()
     nodes = list(reversed(model.graph.node))
-    order = topological_order(nodes, {"input", "flag"})
+    order = topological_order(nodes)
     assert [n.name for n in order] == ["conv_main", "main_relu", "branch"]
 
 
@@ -660,13 +658,13 @@ def test_select_is_case_sensitive(eight_layers):
 def test_select_no_match_names_layers(eight_layers):
     with pytest.raises(OptionError) as info:
         select_layers(eight_layers, ["conv1", "nope*"], "post")
-    assert str(info.value) == (
+    assert info.value.for_cli() == (
         "--layers 'nope*' matches no layer; layers are 'conv0', 'conv1', 'conv2', 'conv3', "
         "'conv4' (and 3 more) ('fmviz layers MODEL' lists them all)"
     )
     with pytest.raises(OptionError) as info:
         select_layers(eight_layers[:2], ["x"], "pre")
-    assert str(info.value) == (
+    assert info.value.for_cli() == (
         "--layers 'x' matches no layer; layers are 'conv0', 'conv1' "
         "('fmviz layers MODEL' lists them all)"
     )
@@ -675,7 +673,7 @@ def test_select_no_match_names_layers(eight_layers):
 def test_select_invalid_regex(eight_layers):
     with pytest.raises(OptionError) as info:
         select_layers(eight_layers, ["re:conv(["], "post")
-    assert str(info.value).startswith("--layers 're:conv([': invalid regular expression (")
+    assert info.value.for_cli().startswith("--layers 're:conv([': invalid regular expression (")
 
 
 def test_select_on_model_without_layers(tmp_path):
@@ -683,7 +681,7 @@ def test_select_on_model_without_layers(tmp_path):
     assert select_layers(mg.layers, [], "post") == []
     with pytest.raises(OptionError) as info:
         select_layers(mg.layers, ["*"], "post")
-    assert str(info.value) == "--layers '*' matches no layer: the model has no reachable layer"
+    assert info.value.for_cli() == "--layers '*' matches no layer: the model has no reachable layer"
 
 
 # ----------------------------------------------------------------------------- unreachable
@@ -717,7 +715,7 @@ def test_unreachable_only_if_and_nested(tmp_path):
 def _error(path) -> str:
     with pytest.raises(ModelError) as info:
         load_model(path)
-    return str(info.value)
+    return info.value.for_cli()
 
 
 def test_load_missing_folder_and_empty(tmp_path):
@@ -769,7 +767,7 @@ def test_external_data_inside_folder_loads(tmp_path):
     path = models.save(model, tmp_path / "model.onnx")
     mg = load_model(path)
     assert _names(mg.layers) == ["conv1", "conv2"]
-    session = open_session(mg.exposed_model_bytes(["conv1_out"]), ["CPUExecutionProvider"])
+    session = open_session(expose(mg, ["conv1_out"]), ["CPUExecutionProvider"])
     feeds = models.random_input(models.conv_bn_relu(), 1)
     want = _reference(models.conv_bn_relu(), ["conv1_out"], feeds)["conv1_out"]
     np.testing.assert_allclose(session.run(feeds, ["conv1_out"])["conv1_out"], want, atol=1e-4)

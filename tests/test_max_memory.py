@@ -100,12 +100,12 @@ def _numbers(manifest: dict) -> dict:
 
 @pytest.mark.parametrize("stage", ["post", "pre"])
 def test_tiny_max_memory_gives_the_same_files_and_numbers(net, stage, capsys, monkeypatch):
-    from fmviz.model import Model
+    from fmviz.runner import Runner
 
     passes = []
-    run_pass = Model._run_pass
+    run = Runner.run
     monkeypatch.setattr(
-        Model, "_run_pass", lambda self, *a, **k: passes.append(1) or run_pass(self, *a, **k)
+        Runner, "run", lambda self, *a, **k: passes.append(1) or run(self, *a, **k)
     )
     one, many = net["root"] / f"one-{stage}", net["root"] / f"many-{stage}"
     common = [net["model"], net["picture"], "--size", "40x32", "--stage", stage,
@@ -113,6 +113,7 @@ def test_tiny_max_memory_gives_the_same_files_and_numbers(net, stage, capsys, mo
     assert _run(["run", *common, "-o", one, "--max-memory", "1G"]) == 0
     single_err = capsys.readouterr().err
     assert "passes" not in single_err
+    passes.clear()  # count the runs of the memory-bounded capture only
     assert _run(["run", *common, "-o", many, "--max-memory", "1K"]) == 0
     err = capsys.readouterr().err
     assert "capturing them in 6 passes" in err  # every layer alone exceeds a third of 1 KiB
@@ -136,7 +137,8 @@ def test_estimate_equals_the_bytes_onnxruntime_returns(net):
     model = open_model(net["model"], providers=["cpu"])
     x = np.random.default_rng(1).random((2, 3, 30, 42), dtype=np.float32)
     for stage in ("post", "pre"):
-        plan = model.plan_memory(model.layers, stage, {"input": x}, max_memory="1G")
+        probes = model.probes(stage=stage)
+        plan = model.runner.plan(probes, {"input": x}, max_memory=1 << 30)
         assert plan.passes == 1 and not plan.guessed
         capture = model.capture(x, stage=stage)
         for layer in model.layers:
@@ -147,14 +149,18 @@ def test_estimate_equals_the_bytes_onnxruntime_returns(net):
 def test_grouped_capture_matches_one_pass(net):
     model = open_model(net["model"], providers=["cpu"])
     x = np.random.default_rng(2).random((1, 3, 24, 20), dtype=np.float32)
-    single = model.capture(x, max_memory="1G")
+    (single,) = model.captures(x, max_memory="1G")
     total = sum(a.nbytes for a in single.maps.values())
-    grouped = model.capture(x, max_memory=total // 2)
-    assert grouped.passes > 1 and single.passes == 1
-    assert any("passes" in note for note in grouped.notices)
-    assert sorted(grouped.maps) == sorted(single.maps)
+    grouped = list(model.captures(x, max_memory=total // 2))
+    assert len(grouped) == grouped[0].passes > 1 and single.passes == 1
+    assert [c.pass_index for c in grouped] == list(range(len(grouped)))
+    assert any("passes" in note for note in grouped[0].notices)
+    maps = {index: array for capture in grouped for index, array in capture.maps.items()}
+    assert sorted(maps) == sorted(single.maps)
+    for capture in grouped:  # each pass holds its own layers, in order
+        assert [p.index for p in capture.probes] == sorted(capture.maps)
     for index, array in single.maps.items():
-        assert np.array_equal(grouped.maps[index], array)
+        assert np.array_equal(maps[index], array)
 
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -17,25 +16,28 @@ from PIL import Image
 
 import models as tm
 from fmviz.cli import main
-from fmviz.controlflow import thread_if_outputs
 from fmviz.errors import OptionError
-from fmviz.graph import Layer, ModelInput, expose, load_model
+from fmviz.graph import Layer, ModelInput, analyse, load_model
+from fmviz.graph.controlflow import thread_if_outputs
+from fmviz.graph.edits import expose
 from fmviz.inputs import InputOptions, PreparedInput, build_feeds
 from fmviz.model import Model, open_model
+from fmviz.probes import make_probes
+from fmviz.render.layer import render_layer
 from fmviz.stats import summarize
-from fmviz.visualize import RenderOptions, RunOptions, render_layer, write_outputs
+from fmviz.visualize import RenderOptions, RunOptions, write_outputs
 
 F32 = np.dtype(np.float32)
 I64 = np.dtype(np.int64)
 
 
-def fake_capture(array: np.ndarray | None = None, picture=None):
+def fake_input(array: np.ndarray | None = None, picture=None) -> PreparedInput:
     array = np.zeros((1, 3, 8, 8), np.float32) if array is None else array
-    prepared = PreparedInput(Path("x.npy"), "tensor", array, {}, picture=picture)
-    return SimpleNamespace(input=prepared, feeds={}, stage="post")
+    return PreparedInput(Path("x.npy"), "tensor", array, {}, picture=picture)
 
 
 LAYER = Layer(0, "conv", "Conv", "c", "c", None, (3, 3), (1, 1), 1, 4)
+(PROBE,) = make_probes(analyse(tm.conv_bn_relu()), [LAYER], "post")
 
 
 # ----------------------------------------------------------------------------- 3-D
@@ -93,7 +95,7 @@ def test_conv3d_renders_a_max_projection_over_depth(tmp_path):
 def test_no_rank_crashes(tmp_path, shape, view, files):
     rng = np.random.default_rng(1)
     array = rng.standard_normal(shape).astype(np.float32)
-    result = render_layer(array, LAYER, fake_capture(), tmp_path, "000-conv", RenderOptions())
+    result = render_layer(array, PROBE, fake_input(), tmp_path, "000-conv", RenderOptions())
     assert result.get("view") == view
     assert set(result["files"]) == files
     for name in result["files"].values():
@@ -105,7 +107,7 @@ def test_no_rank_crashes(tmp_path, shape, view, files):
 
 def test_n_c_strip_shows_strongest_channels_with_their_values(tmp_path):
     values = np.array([[0.1, -3.0, 0.2, 5.0, 0.0, 1.0]], np.float32)
-    result = render_layer(values, LAYER, fake_capture(), tmp_path, "s",
+    result = render_layer(values, PROBE, fake_input(), tmp_path, "s",
                           RenderOptions(max_channels=3))
     assert result["view"] == "strip"
     assert result["shown_channels"] == [1, 3, 5]  # by |a|, in channel order
@@ -119,7 +121,7 @@ def test_n_c_strip_shows_strongest_channels_with_their_values(tmp_path):
 def test_3d_layer_with_an_image_gets_no_overlay(tmp_path):
     picture = Image.new("RGB", (8, 8), (10, 20, 30))
     array = np.random.default_rng(2).random((1, 2, 3, 8, 8)).astype(np.float32)
-    result = render_layer(array, LAYER, fake_capture(picture=picture), tmp_path, "p",
+    result = render_layer(array, PROBE, fake_input(picture=picture), tmp_path, "p",
                           RenderOptions())
     assert "overlay" not in result["files"]
 
@@ -141,7 +143,7 @@ def test_state_and_sample_rate_inputs_get_zeros_with_notices():
         ("flag", None, np.dtype(bool)),
     )
     prepared = PreparedInput(Path("a.wav"), "series", np.zeros((3, 100), np.float32), {})
-    feeds, record, notices = build_feeds(inputs, inputs[0], prepared, InputOptions())
+    feeds, record, notices = build_feeds(inputs, inputs[0], prepared.array, InputOptions())
     assert feeds["state"].shape == (2, 3, 64)  # the batch symbol follows the audio's batch
     assert feeds["h0"].shape == (1, 1, 64) and feeds["h0"].dtype == np.float32
     assert feeds["sr"].shape == () and feeds["sr"].dtype == np.int64
@@ -158,7 +160,7 @@ def test_feed_numbers_and_files(tmp_path):
     prepared = PreparedInput(Path("s.csv"), "series", np.zeros((1, 2, 10), np.float32), {})
     options = InputOptions(feeds=(("sr", "16000"), ("h", str(tmp_path / "h.npy")),
                                   ("flag", "1")))
-    feeds, record, notices = build_feeds(inputs, inputs[0], prepared, options)
+    feeds, record, notices = build_feeds(inputs, inputs[0], prepared.array, options)
     assert feeds["sr"] == 16000 and feeds["sr"].dtype == np.int64
     np.testing.assert_array_equal(feeds["h"], [[[0, 1, 2, 3]]])
     assert feeds["h"].dtype == np.float32
@@ -166,9 +168,9 @@ def test_feed_numbers_and_files(tmp_path):
     assert record["sr"] == {"source": "number", "value": 16000.0, "shape": [], "dtype": "int64"}
     assert notices == []
     with pytest.raises(OptionError, match="not exactly representable as int64"):
-        build_feeds(inputs, inputs[0], prepared, InputOptions(feeds=(("sr", "0.5"),)))
+        build_feeds(inputs, inputs[0], prepared.array, InputOptions(feeds=(("sr", "0.5"),)))
     with pytest.raises(OptionError, match="that is the input the file is fed to"):
-        build_feeds(inputs, inputs[0], prepared, InputOptions(feeds=(("x", "1"),)))
+        build_feeds(inputs, inputs[0], prepared.array, InputOptions(feeds=(("x", "1"),)))
 
 
 # ----------------------------------------------------------------------------- control flow
@@ -215,7 +217,8 @@ def test_thread_if_outputs_exposes_branch_convolutions(builder):
 
     tensors = list(dict.fromkeys(t for layer in layers for t in (layer.pre_tensor,
                                                                   layer.post_tensor)))
-    session = ort.InferenceSession(expose(threaded, tensors), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(expose(analyse(threaded), tensors),
+                                   providers=["CPUExecutionProvider"])
     original = ort.InferenceSession(before, providers=["CPUExecutionProvider"])
     feeds = tm.random_input(model)
     for flag in (True, False):
@@ -265,7 +268,7 @@ def test_sample_rate_if_model_end_to_end_with_feed(tmp_path):
     np.testing.assert_allclose(capture["conv16k_b"], b_out, rtol=1e-5, atol=1e-5)
     assert capture["conv8k"].shape == (1, 6, 0)  # the other branch did not run
 
-    manifest = write_outputs(fmviz_model, capture, tmp_path, RunOptions(out=tmp_path))
+    manifest = write_outputs(fmviz_model, [capture], tmp_path, RunOptions(out=tmp_path))
     entries = {entry["name"]: entry for entry in manifest["layers"]}
     assert entries["conv16k"]["view"] == "series"
     assert entries["conv16k"]["time_axis"]["method"] == "length-ratio"  # inside If: no walk

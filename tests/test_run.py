@@ -404,7 +404,7 @@ def test_unknown_cmap_is_an_exact_error_before_any_work(cbr, tmp_path, capsys):
     options = RunOptions(out=out, render=RenderOptions(cmap="nope"))
     with pytest.raises(OptionError) as info:
         list(run(model, [cbr["picture"]], options))
-    assert str(info.value) == (
+    assert info.value.for_cli() == (
         "--cmap 'nope' is not a matplotlib colormap; try viridis, magma, inferno, RdBu_r, "
         "coolwarm, ..."
     )
@@ -413,7 +413,7 @@ def test_unknown_cmap_is_an_exact_error_before_any_work(cbr, tmp_path, capsys):
         ["run", cbr["model_path"], cbr["picture"], "-o", out, "--cmap", "nope"], capsys
     )
     assert code == 2
-    assert stderr == f"Error: {info.value}\n"
+    assert stderr == f"Error: {info.value.for_cli()}\n"
     assert stdout == ""
 
 

@@ -19,13 +19,13 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 import models as tm
-from fmviz import series_view
 from fmviz.cli import main
 from fmviz.errors import InputError, OptionError
 from fmviz.graph import ModelInput
 from fmviz.inputs import InputOptions, load_input
 from fmviz.inputs.series import read_wav
 from fmviz.model import open_model
+from fmviz.render import series as series_view
 from fmviz.visualize import RenderOptions, RunOptions, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,7 +152,7 @@ def test_non_numeric_cell_names_row_and_column(tmp_path):
     path = write(tmp_path / "s.csv", "a,b\n1,2\n3,4\n5,6\n7,abc\n")
     with pytest.raises(InputError) as info:
         load_input(path, target([1, 2, 4]), InputOptions())
-    assert str(info.value) == f"{path}: row 5, column 2: 'abc' is not a number"
+    assert info.value.for_cli() == f"{path}: row 5, column 2: 'abc' is not a number"
 
 
 def test_row_numbers_count_blank_lines_like_a_spreadsheet(tmp_path):
@@ -177,7 +177,7 @@ def test_bad_tables(tmp_path, text, message):
     path = write(tmp_path / "s.csv", text)
     with pytest.raises(InputError) as info:
         load_input(path, target(["N", 2, "L"]), InputOptions())
-    assert str(info.value) == f"{path}: {message}"
+    assert info.value.for_cli() == f"{path}: {message}"
 
 
 def test_binary_file_is_not_a_table(tmp_path):
@@ -241,7 +241,7 @@ def test_channel_option(tmp_path):
     mono = load_input(path, target([1, 1, 2]), InputOptions(channel=1))
     np.testing.assert_array_equal(mono.array, [[[10, 20]]])
 
-    with pytest.raises(OptionError, match=r"--channel 3: .* has 3 channels \(0\.\.2\)"):
+    with pytest.raises(OptionError, match=r"channel 3: .* has 3 channels \(0\.\.2\)"):
         load_input(path, target(["N", "L"]), InputOptions(channel=3))
     with pytest.raises(OptionError, match="takes 3 channels; --channel picks"):
         load_input(path, target([1, 3, 2]), InputOptions(channel=0))
@@ -336,7 +336,7 @@ def test_bad_wav_files(tmp_path, content, message):
     path.write_bytes(content)
     with pytest.raises(InputError) as info:
         read_wav(path)
-    assert str(info.value) == f"{path}: {message}"
+    assert info.value.for_cli() == f"{path}: {message}"
 
 
 def test_wav_errors_name_what_is_wrong(tmp_path):
@@ -511,7 +511,9 @@ def test_time_axes_walks_layout_ops():
     ]
     model = tm.make_model(nodes, [tm.tensor_input("input", [1, 40, 2])],
                           [tm.tensor_input("gap", [1, 2, 1])], inits)
-    axes = series_view.time_axes(model, "input", -2)
+    from fmviz.graph.timeaxis import time_axes
+
+    axes = time_axes(model, "input", -2)
     assert axes["ncl"] == (1.0, 0.0, -1)
     assert axes["padded"] == (1.0, -3.0, -1)
     assert axes["pooled"] == (2.0, -2.5, -1)  # centre of a 2-window: +0.5 step
@@ -594,12 +596,11 @@ def test_render_under_50_ms_for_64_channels_by_1000_steps(tmp_path):
     rng = np.random.default_rng(0)
     signal = rng.standard_normal((6, 1000)).astype(np.float32)
     prepared = PreparedInput(Path("x.csv"), "series", signal[np.newaxis], {}, signal=signal)
-    capture = SimpleNamespace(input=prepared, feeds={}, stage="post")
-    layer = SimpleNamespace(index=0, name="conv", pre_tensor="c", tensor=lambda stage: "c")
+    probe = SimpleNamespace(index=0, name="conv", time_axis=None)
     maps = np.abs(rng.standard_normal((64, 1000))).astype(np.float32)
-    series_view.render_series(maps, layer, capture, tmp_path, "warm", RenderOptions())
+    series_view.render_series(maps, probe, prepared, tmp_path, "warm", RenderOptions())
     best = min(
-        _timed(lambda: series_view.render_series(maps, layer, capture, tmp_path, "t",
+        _timed(lambda: series_view.render_series(maps, probe, prepared, tmp_path, "t",
                                                  RenderOptions()))
         for _ in range(3)
     )
@@ -758,7 +759,7 @@ def test_semicolon_file_gets_a_hint(tmp_path):
     path = write(tmp_path / "s.csv", "1;2\n3;4\n")
     with pytest.raises(InputError) as info:
         load_input(path, target(["N", 1, "L"]), InputOptions())
-    assert str(info.value) == (
+    assert info.value.for_cli() == (
         f"{path}: row 2, column 1: '3;4' is not a number (values seem separated by ';'; "
         "fmviz reads .csv as comma- and .tsv as tab-separated)"
     )

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fmviz.reductions import numpy_reductions
+from fmviz.graph.reductions import numpy_reductions
 from fmviz.stats import ChannelStats
 
 EPS = 1e-6

@@ -74,12 +74,12 @@ def test_npz_with_two_arrays_is_an_exact_error(tmp_path):
     np.savez(path, a=np.zeros((3, 16, 16)), b=np.ones((3, 16, 16)))
     with pytest.raises(InputError) as info:
         load(path)
-    assert str(info.value) == f"{path}: holds 2 arrays (a, b); fmviz needs exactly one"
+    assert info.value.for_cli() == f"{path}: holds 2 arrays (a, b); fmviz needs exactly one"
     empty = tmp_path / "none.npz"
     np.savez(empty)
     with pytest.raises(InputError) as info:
         load(empty)
-    assert str(info.value) == f"{empty}: holds 0 arrays (none); fmviz needs exactly one"
+    assert info.value.for_cli() == f"{empty}: holds 0 arrays (none); fmviz needs exactly one"
 
 
 class _Payload:
@@ -119,7 +119,7 @@ def test_object_array_inside_npz_is_refused_and_never_unpickled(tmp_path):
     np.savez(path, x=np.array([_Payload(marker), 1], dtype=object))
     with pytest.raises(InputError) as info:
         load(path)
-    assert str(info.value) == f"{path}: array 'x' holds Python objects (fmviz never unpickles)"
+    assert info.value.for_cli() == f"{path}: array 'x' holds Python objects (fmviz never unpickles)"
     assert not marker.exists()
 
 
@@ -127,7 +127,7 @@ def test_non_numeric_dtype_is_refused(tmp_path):
     path = save_npy(tmp_path / "s.npy", np.array(["a", "b"]))
     with pytest.raises(InputError) as info:
         read_tensor(path)
-    assert str(info.value) == f"{path}: dtype <U1 is not numeric"
+    assert info.value.for_cli() == f"{path}: dtype <U1 is not numeric"
 
 
 def test_garbage_npy_is_refused(tmp_path):
@@ -135,17 +135,17 @@ def test_garbage_npy_is_refused(tmp_path):
     path.write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(InputError) as info:
         load(path)
-    assert str(info.value).startswith(f"{path}: not a valid .npy/.npz file (")
+    assert info.value.for_cli().startswith(f"{path}: not a valid .npy/.npz file (")
     empty = tmp_path / "empty.npz"
     empty.write_bytes(b"")
     with pytest.raises(InputError) as info:
         load(empty)
-    assert str(info.value) == f"{empty}: empty file, not a .npy/.npz file"
+    assert info.value.for_cli() == f"{empty}: empty file, not a .npy/.npz file"
     text = tmp_path / "text.npy"
     text.write_text("1,2,3\n")
     with pytest.raises(InputError) as info:
         load(text)
-    assert str(info.value) == f"{text}: not a .npy or .npz file (no NumPy or zip signature)"
+    assert info.value.for_cli() == f"{text}: not a .npy or .npz file (no NumPy or zip signature)"
 
 
 def test_raw_pickle_file_is_refused_and_never_unpickled(tmp_path):
@@ -167,7 +167,7 @@ def test_wrong_shape_is_an_exact_error(tmp_path, shape, shown):
     path = save_npy(tmp_path / "bad.npy", np.zeros(shape, np.float32))
     with pytest.raises(InputError) as info:
         load(path)
-    assert str(info.value) == (
+    assert info.value.for_cli() == (
         f"{path}: tensor shape {shown} does not fit input 'input' [N, 3, 16, 16]"
     )
 
@@ -190,7 +190,7 @@ def test_float64_is_cast_to_float32_only_when_exact(tmp_path):
     rounded = save_npy(tmp_path / "r.npy", np.full((1, 3, 16, 16), 0.1))  # 0.1 is no float32
     with pytest.raises(InputError) as info:
         load(rounded)
-    assert str(info.value) == (
+    assert info.value.for_cli() == (
         f"{rounded}: dtype float64 cannot be cast exactly to the model's float32 "
         "(save it as float32, e.g. with array.astype(np.float32))"
     )
@@ -200,7 +200,7 @@ def test_float_overflowing_float16_is_an_error(tmp_path):
     path = save_npy(tmp_path / "big.npy", np.full((1, 3, 16, 16), 1e6))
     with pytest.raises(InputError) as info:
         load(path, ModelInput("input", ("N", 3, 16, 16), np.dtype(np.float16)))
-    assert str(info.value) == cast_error(path, "float64", "float16")
+    assert info.value.for_cli() == cast_error(path, "float64", "float16")
 
 
 INT_IMAGE = ModelInput("input", ("N", 3, 4, 4), np.dtype(np.int64))
@@ -215,7 +215,7 @@ def test_float_to_int64_must_be_exact(tmp_path):
     path = save_npy(tmp_path / "half.npy", inexact)
     with pytest.raises(InputError) as info:
         load(path, INT_IMAGE)
-    assert str(info.value) == cast_error(path, "float64", "int64")
+    assert info.value.for_cli() == cast_error(path, "float64", "int64")
 
 
 def test_int_to_float32_must_be_exact(tmp_path):
@@ -224,7 +224,7 @@ def test_int_to_float32_must_be_exact(tmp_path):
     path = save_npy(tmp_path / "lossy.npy", fine + 1)  # 2**24 + 1 has no float32
     with pytest.raises(InputError) as info:
         load(path)
-    assert str(info.value) == cast_error(path, "int64", "float32")
+    assert info.value.for_cli() == cast_error(path, "int64", "float32")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -234,7 +234,7 @@ def test_non_finite_tensor_is_an_error(tmp_path, bad):
     path = save_npy(tmp_path / "nan.npy", array)
     with pytest.raises(InputError) as info:
         load(path)
-    assert str(info.value) == f"{path}: tensor holds 1 NaN or infinite values"
+    assert info.value.for_cli() == f"{path}: tensor holds 1 NaN or infinite values"
 
 
 def test_tensor_runs_through_the_model(tmp_path):
@@ -264,7 +264,7 @@ def image(tmp_path) -> Path:
 
 def test_extra_inputs_get_zeros_with_a_notice(extra_model, image):
     model = open_model(extra_model, ("cpu",))
-    prepared, feeds, record, notices = model.prepare(image)
+    prepared, feeds, record, notices = _prepare(model, image)
     np.testing.assert_array_equal(feeds["scale"], np.zeros(1, np.float32))
     assert feeds["scale"].dtype == np.float32
     np.testing.assert_array_equal(feeds["steps"], np.zeros(1, np.int64))
@@ -279,7 +279,7 @@ def test_extra_inputs_get_zeros_with_a_notice(extra_model, image):
         "input 'steps' [1] int64 gets zeros (set it with --feed steps=FILE.npy|NUMBER)",
     ]
     capture = model.capture(image)  # onnxruntime accepts the feeds
-    assert capture.notices == notices
+    assert list(capture.notices) == notices
     assert capture.feeds == record
 
 
@@ -287,14 +287,14 @@ def test_feed_number_and_file(extra_model, image, tmp_path):
     steps = save_npy(tmp_path / "steps.npy", np.array([7], dtype=np.int64))
     options = InputOptions(feeds=(("scale", "2.5"), ("steps", str(steps))))
     model = open_model(extra_model, ("cpu",))
-    _, feeds, record, notices = model.prepare(image, options)
+    _, feeds, record, notices = _prepare(model, image, options)
     np.testing.assert_array_equal(feeds["scale"], np.array([2.5], np.float32))
     np.testing.assert_array_equal(feeds["steps"], np.array([7], np.int64))
     assert notices == []
     assert record["scale"] == {"source": "number", "value": 2.5, "shape": [1], "dtype": "float32"}
     assert record["steps"] == {"source": str(steps), "shape": [1], "dtype": "int64"}
     # the fed values reach the model: output = relu_out * scale, steps_out = steps + 1
-    session = model.session(["relu_out", "output", "steps_out"])
+    session = model.runner.exposing(["relu_out", "output", "steps_out"])
     out = session.run(feeds)
     np.testing.assert_allclose(out["output"], out["relu_out"] * 2.5, rtol=1e-6)
     np.testing.assert_array_equal(out["steps_out"], [8.0])
@@ -304,23 +304,23 @@ def test_feed_file_is_checked_like_an_input(extra_model, image, tmp_path):
     wrong = save_npy(tmp_path / "wrong.npy", np.array([1.5]))
     model = open_model(extra_model, ("cpu",))
     with pytest.raises(InputError) as info:
-        model.prepare(image, InputOptions(feeds=(("steps", str(wrong)),)))
-    assert str(info.value) == cast_error(wrong, "float64", "int64")
+        _prepare(model, image, InputOptions(feeds=(("steps", str(wrong)),)))
+    assert info.value.for_cli() == cast_error(wrong, "float64", "int64")
     with pytest.raises(InputError) as info:
-        model.prepare(image, InputOptions(feeds=(("steps", str(tmp_path / "absent.npy")),)))
-    assert str(info.value) == f"{tmp_path / 'absent.npy'}: no such file"
+        _prepare(model, image, InputOptions(feeds=(("steps", str(tmp_path / "absent.npy")),)))
+    assert info.value.for_cli() == f"{tmp_path / 'absent.npy'}: no such file"
 
 
 def test_feed_unknown_name_is_an_exact_error(extra_model, image):
     model = open_model(extra_model, ("cpu",))
     with pytest.raises(OptionError) as info:
-        model.prepare(image, InputOptions(feeds=(("bogus", "1"),)))
-    assert str(info.value) == (
+        _prepare(model, image, InputOptions(feeds=(("bogus", "1"),)))
+    assert info.value.for_cli() == (
         "--feed bogus: the model has no input 'bogus' (inputs: 'input', 'scale', 'steps')"
     )
     with pytest.raises(OptionError) as info:
-        model.prepare(image, InputOptions(feeds=(("input", "1"),)))
-    assert str(info.value) == "--feed input: that is the input the file is fed to"
+        _prepare(model, image, InputOptions(feeds=(("input", "1"),)))
+    assert info.value.for_cli() == "--feed input: that is the input the file is fed to"
 
 
 @pytest.mark.parametrize("value", ["1.5", "nan", "1e30", "inf"])
@@ -329,8 +329,8 @@ def test_feed_number_must_fit_an_integer_input(extra_model, image, value):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no numpy RuntimeWarning on the way
         with pytest.raises(OptionError) as info:
-            model.prepare(image, InputOptions(feeds=(("steps", value),)))
-    assert str(info.value) == f"--feed steps={value}: not exactly representable as int64"
+            _prepare(model, image, InputOptions(feeds=(("steps", value),)))
+    assert info.value.for_cli() == f"--feed steps={value}: not exactly representable as int64"
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
@@ -338,7 +338,7 @@ def test_non_finite_feed_number_is_recorded_as_json_safe_text(extra_model, image
     import json
 
     model = open_model(extra_model, ("cpu",))
-    _, feeds, record, _ = model.prepare(image, InputOptions(feeds=(("scale", value),)))
+    _, feeds, record, _ = _prepare(model, image, InputOptions(feeds=(("scale", value),)))
     assert record["scale"]["value"] == str(float(value))
     json.dumps(record, allow_nan=False)  # the manifest is written with allow_nan=False
 
@@ -375,7 +375,7 @@ def test_symbolic_batch_shared_with_the_primary_input_follows_it(tmp_path):
     primary = graph.inputs[0]
     array = np.zeros((3, 3, 8, 8), np.float32)
     prepared = PreparedInput(path=Path("x.npy"), kind="tensor", array=array, preprocess={})
-    feeds, record, notices = build_feeds(graph.inputs, primary, prepared, InputOptions())
+    feeds, record, notices = build_feeds(graph.inputs, primary, prepared.array, InputOptions())
     assert feeds["mask"].shape == (3, 5)  # N is the primary's batch
     assert feeds["other"].shape == (1, 2)  # M is not shared: 1
     assert feeds["other"].dtype == np.int64
@@ -384,3 +384,10 @@ def test_symbolic_batch_shared_with_the_primary_input_follows_it(tmp_path):
     # and the whole thing runs
     capture = open_model(model_path, ("cpu",)).capture(save_npy(tmp_path / "b3.npy", array))
     assert capture["conv"].shape == (3, 4, 8, 8)
+
+
+def _prepare(model, source, options=None):
+    """The prepared input, its feeds, their record and the notices (as fmviz run makes them)."""
+    prepared = model.prepare(source, options)
+    feeds, record, notices = model.feeds(prepared, options)
+    return prepared, feeds, record, prepared.notices + notices

@@ -84,7 +84,7 @@ def primary_input(
             if item.name == name:
                 return item
         names = ", ".join(repr(i.name) for i in inputs) or "none"
-        raise OptionError(f"--input {name!r}: the model has no such input (inputs: {names})")
+        raise OptionError("input_name", f"{name!r}: the model has no such input (inputs: {names})")
 
     def rank_ok(item: ModelInput) -> bool:
         return item.shape is None or len(item.shape) >= 2
@@ -134,6 +134,20 @@ def load_input(path: str | Path, target: ModelInput, options: InputOptions) -> P
     return load_tensor_input(path, target)
 
 
+def time_axis_of(target: ModelInput, layout: str | None = None) -> int | None:
+    """The time axis (from the end) of a series input: -1 for ``[N, C, L]`` and ``[N, L]``,
+    -2 for ``[N, L, C]``; None for inputs that are not series (images, other ranks)."""
+    if target.shape is None or len(target.shape) not in (2, 3):
+        return None
+    from .series import series_layout
+
+    try:
+        found = series_layout(target, layout, Path(target.name))
+    except InputError:
+        return None
+    return -2 if found == "NLC" else -1
+
+
 def concrete_shape(shape, known: dict[str, int] | None = None) -> tuple[int, ...]:
     """A declared shape with dynamic dims replaced: by ``known`` symbols, else 1."""
     known = known or {}
@@ -154,11 +168,11 @@ _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)
 def build_feeds(
     inputs: list[ModelInput],
     primary: ModelInput,
-    prepared: PreparedInput,
+    array: np.ndarray,
     options: InputOptions,
     model_path: str | Path = "the model",
 ) -> tuple[dict[str, np.ndarray], dict[str, dict], list[str]]:
-    """Feeds for every model input: the prepared file, ``--feed`` values, or zeros.
+    """Feeds for every model input: ``array`` for the primary one, ``--feed`` values, or zeros.
 
     Returns the feed dict, a record of each extra feed for the manifest, and one-line notices
     for inputs that got zeros. Symbolic dims shared with the primary input (a batch dim ``N``)
@@ -169,15 +183,15 @@ def build_feeds(
     for name in requested:
         if name not in by_name:
             names = ", ".join(repr(n) for n in by_name) or "none"
-            raise OptionError(f"--feed {name}: the model has no input {name!r} (inputs: {names})")
+            raise OptionError("feeds", f"{name}: the model has no input {name!r} (inputs: {names})")
         if name == primary.name:
-            raise OptionError(f"--feed {name}: that is the input the file is fed to")
+            raise OptionError("feeds", f"{name}: that is the input the file is fed to")
     known = {
         dim: size
-        for dim, size in zip(primary.shape or (), prepared.array.shape, strict=False)
+        for dim, size in zip(primary.shape or (), array.shape, strict=False)
         if isinstance(dim, str)
     }
-    feeds = {primary.name: prepared.array}
+    feeds = {primary.name: array}
     record: dict[str, dict] = {}
     notices: list[str] = []
     for item in inputs:
@@ -203,7 +217,7 @@ def build_feeds(
                 array = np.full(shape, number, dtype=item.dtype)
             if array.dtype.kind != "f" and float(array.flat[0]) != number:
                 raise OptionError(
-                    f"--feed {item.name}={value}: not exactly representable as {item.dtype}"
+                    "feeds", f"{item.name}={value}: not exactly representable as {item.dtype}"
                 )
             feeds[item.name] = array
             record[item.name] = {

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OptionError
-from ..graph import ModelInput, format_shape
+from ..formatting import format_shape
+from ..graph import ModelInput
 
 OVERLAY_MAX_SIDE = 2048
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -247,7 +248,7 @@ def _per_channel(values: tuple[float, ...] | None, channels: int, what: str) -> 
         return np.full(channels, values[0], dtype=np.float64)
     if len(values) != channels:
         raise OptionError(
-            f"--{what} has {len(values)} values; the model takes {channels} channels "
+            what, f"has {len(values)} values; the model takes {channels} channels "
             "(give one value or one per channel)"
         )
     return np.asarray(values, dtype=np.float64)
@@ -297,7 +298,7 @@ def load_image(path: Path, target: ModelInput, options):
         mean = mean if mean is not None else np.resize(imagenet_mean, channels)
         std = std if std is not None else np.resize(imagenet_std, channels)
     if std is not None and np.any(std == 0):
-        raise OptionError("--std values must not be 0")
+        raise OptionError("std", "values must not be 0")
     # --mean/--std are in unit scale; carry them into the preset's scale so that
     # value = (x * scale + offset - mean') / std' with mean' = mean*255*scale + offset.
     model_mean = mean * 255 * scale + offset if mean is not None else np.zeros(channels)
@@ -307,7 +308,7 @@ def load_image(path: Path, target: ModelInput, options):
     array = (array - model_mean) / model_std
     if options.bgr:
         if channels < 3:
-            raise OptionError("--bgr needs a model with 3 or 4 input channels")
+            raise OptionError("bgr", "needs a model with 3 or 4 input channels")
         array[..., :3] = array[..., 2::-1].copy()
     record.update(
         {

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OptionError
+from ..formatting import format_shape
 from ..graph import ModelInput
 
 MAX_TEXT_BYTES = 512 * 1024 * 1024  # a CSV larger than this is almost surely a mistake
@@ -106,7 +107,7 @@ def series_layout(target: ModelInput, override: str | None, path: Path) -> str:
     if len(shape) != 3:
         raise InputError(
             f"{path}: a series needs a model input [N, C, L] or [N, L]; input {target.name!r} "
-            f"has shape {_shape_text(shape)} (feed a .npy tensor instead)"
+            f"has shape {format_shape(shape)} (feed a .npy tensor instead)"
         )
     if override:
         return "NLC" if override.upper() == "NHWC" else "NCL"
@@ -117,10 +118,6 @@ def series_layout(target: ModelInput, override: str | None, path: Path) -> str:
 
 def _static(dim) -> bool:
     return isinstance(dim, int) and dim > 0
-
-
-def _shape_text(shape) -> str:
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def _axes(target: ModelInput, layout: str) -> tuple[object, object]:
@@ -164,20 +161,20 @@ def fit_series(
     channel = options.channel
     if channel is not None and channel >= available:
         raise OptionError(
-            f"--channel {channel}: {path} has {available} channel"
+            "channel", f"{channel}: {path} has {available} channel"
             f"{'s' if available != 1 else ''} (0..{available - 1})"
         )
     dynamic = not _static(want) and layout != "NL"
     if (_static(want) and want > 1) or (dynamic and channel is None):
         if channel is not None:
             raise OptionError(
-                f"--channel {channel}: input {target.name!r} takes {want} channels; --channel "
+                "channel", f"{channel}: input {target.name!r} takes {want} channels; --channel "
                 "picks the one channel of models that take one"
             )
         if _static(want) and available != want:
             raise InputError(
                 f"{path}: has {available} channel{'s' if available != 1 else ''}; input "
-                f"{target.name!r} takes {want} (shape {_shape_text(target.shape)})"
+                f"{target.name!r} takes {want} (shape {format_shape(target.shape)})"
             )
         used = list(range(available))
     else:  # one channel: [N, L] raw audio, [N, 1, L], or --channel for a dynamic C

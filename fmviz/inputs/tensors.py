@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..graph import ModelInput, format_shape
+from ..formatting import format_shape
+from ..graph import ModelInput
 
 
 def read_tensor(path: Path) -> np.ndarray:

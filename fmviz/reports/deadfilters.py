@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import OptionError
-from .io import atomic_write_text, ensure_dir
+from .. import __version__
+from ..errors import OptionError
+from ..formatting import channel_ranges, percent
+from ..io import atomic_write_text, ensure_dir
 
 SCHEMA = "fmviz/dead-filters/1"
 FORMATS = {".json": "json", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
@@ -53,17 +54,12 @@ def build_report(model_json: dict, result, rare: float) -> dict:
     """The report dict of SPEC.md (plus ``stage``, ``samples``, per-layer ``mean``, ...)."""
     layers = []
     totals = {"channels": 0, "dead": 0, "rare": 0, "constant": 0}
-    for layer, stats in zip(result.layers, result.stats, strict=True):
+    for probe, stats in zip(result.probes, result.stats, strict=True):
         dead = stats.dead()
         rare_mask = stats.rare(rare)
         constant = stats.constant()
         entry = {
-            "index": layer.index,
-            "name": layer.name,
-            "op": layer.op,
-            "tensor": layer.tensor(result.stage),
-            "stage": result.stage,
-            "activation": layer.activation_at(result.stage),
+            **probe.describe(),
             "channels": stats.channels,
             "dead": [int(c) for c in np.flatnonzero(dead)],
             "rare": [int(c) for c in np.flatnonzero(rare_mask)],
@@ -118,11 +114,11 @@ def report_targets(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
         fmt = FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise OptionError(
-                f"--report {item}: unknown format {path.suffix or '(no extension)'!r} "
+                "reports", f"{item}: unknown format {path.suffix or '(no extension)'!r} "
                 "(use .json, .md, .html or .csv)"
             )
         if path.exists() and path.is_dir():
-            raise OptionError(f"--report {item}: is a folder")
+            raise OptionError("reports", f"{item}: is a folder")
         targets.append((path, fmt))
     return targets
 
@@ -146,7 +142,7 @@ def render(report: dict, fmt: str) -> str:
         return scan_page_html(report)
     if fmt == "csv":
         return to_csv(report)
-    raise OptionError(f"unknown report format {fmt!r}")
+    raise OptionError(None, f"unknown report format {fmt!r}")
 
 
 def to_csv(report: dict) -> str:
@@ -175,26 +171,6 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "0%"
-
-
-def _ranges(channels: Sequence[int], limit: int = 24) -> str:
-    """``0-3, 7, 9-10``; after about ``limit`` channels, ``..., (N in all)``."""
-    parts: list[str] = []
-    shown = i = 0
-    while i < len(channels):
-        j = i
-        while j + 1 < len(channels) and channels[j + 1] == channels[j] + 1:
-            j += 1
-        parts.append(str(channels[i]) if i == j else f"{channels[i]}-{channels[j]}")
-        shown += j - i + 1
-        i = j + 1
-        if shown >= limit and i < len(channels):
-            return ", ".join(parts) + f", ... ({len(channels)} in all)"
-    return ", ".join(parts)
-
-
 def ranked_layers(report: dict, count: int | None = None) -> list[dict]:
     """Layers with dead, rare or constant channels, most first (dead, then rare, then
     constant, then index)."""
@@ -208,7 +184,7 @@ def ranked_layers(report: dict, count: int | None = None) -> list[dict]:
 def _headline(report: dict) -> str:
     s = report["summary"]
     return (
-        f"{s['dead']} dead of {s['channels']} channels ({_percent(s['dead'], s['channels'])}) "
+        f"{s['dead']} dead of {s['channels']} channels ({percent(s['dead'], s['channels'])}) "
         f"in {s['layers']} layers; {s['rare']} rare, {s['constant']} constant; "
         f"{report['inputs_scanned']} inputs scanned, {len(report['skipped'])} skipped"
     )
@@ -250,8 +226,8 @@ def to_markdown(report: dict) -> str:
         lines.append(
             f"| {layer['index']} | {_md(layer['name'])} | {_md(layer['activation'] or '-')} | "
             f"{layer['channels']} | {len(layer['dead'])} | {len(layer['rare'])} | "
-            f"{len(layer['constant'])} | {_md(_ranges(layer['dead']))} | "
-            f"{_md(_ranges(layer['rare']))} |"
+            f"{len(layer['constant'])} | {_md(channel_ranges(layer['dead'], limit=24))} | "
+            f"{_md(channel_ranges(layer['rare'], limit=24))} |"
         )
     if report["skipped"]:
         lines += ["", f"### Skipped inputs ({len(report['skipped'])})", "",

@@ -30,7 +30,7 @@ column (for maps with negative values: the value of largest magnitude, sign kept
 channel choice and statistics always use the full-resolution arrays.
 
 Drawing is numpy into a palette ("P") image plus Pillow's ImageDraw for text; matplotlib only
-supplies colour-map tables (:func:`fmviz.render.colormap_lut`).
+supplies colour-map tables (:func:`fmviz.tiles.colormap_lut`).
 """
 
 from __future__ import annotations
@@ -45,18 +45,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import render
+from ..inputs import PreparedInput
+from ..probes import Probe
+from . import tiles
+from .png import save_png
 
-__all__ = ["TimeAxis", "time_axes", "layer_time_axis", "render_series", "series_image"]
+__all__ = ["TimeAxis", "layer_time_axis", "render_series", "series_image"]
 
 # Palette: 0..LEVELS-1 colour map, then render's specials, then two of our own.
 LINE = 254  # signal lines
 LIGHT = 255  # lane frames, zero lines, strip columns the layer does not cover
 _COLOURS = {
-    render.SEPARATOR: (30, 60, 110),
-    render.PANEL: (255, 255, 255),
-    render.TEXT: (0, 0, 0),
-    render.NONFINITE: (255, 0, 255),
+    tiles.SEPARATOR: (30, 60, 110),
+    tiles.PANEL: (255, 255, 255),
+    tiles.TEXT: (0, 0, 0),
+    tiles.NONFINITE: (255, 0, 255),
     LINE: (31, 119, 180),
     LIGHT: (222, 222, 222),
 }
@@ -72,8 +75,6 @@ AXIS_HEIGHT = 32
 BAR_WIDTH = 14
 TEXT_HEIGHT = 12
 
-_lock = threading.Lock()
-_AXES_CACHE: dict[int, tuple] = {}
 
 
 # ----------------------------------------------------------------------------- time axis
@@ -107,242 +108,15 @@ def _clean(value: float) -> float | int:
     return int(value) if value.is_integer() else round(value, 6)
 
 
-# Ops that keep every position where it is (per-position arithmetic, normalisations).
-_KEEP = frozenset(
-    {
-        "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Clip", "Sigmoid", "Tanh",
-        "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Gelu", "Mish", "Erf", "Exp", "Log",
-        "Abs", "Neg", "Sqrt", "Reciprocal", "Pow", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum",
-        "Mean", "Identity", "Dropout", "Cast", "CastLike", "BatchNormalization",
-        "InstanceNormalization", "LayerNormalization", "GroupNormalization", "QuantizeLinear",
-        "DequantizeLinear", "Where", "Not", "And", "Or", "Xor", "Equal", "Greater", "Less",
-        "GreaterOrEqual", "LessOrEqual", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Softmax",
-        "LogSoftmax", "Hardmax", "LpNormalization", "Shrink", "ThresholdedRelu", "BitShift", "Mod",
-        "IsNaN", "IsInf",
-    }
-)
-_WINDOWED = frozenset(
-    {"Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool", "ConvTranspose"}
-)
-
-
-def time_axes(proto, input_name: str, input_axis: int = -1) -> dict[str, tuple]:
-    """``{tensor: (stride, offset, axis)}`` for every main-graph tensor whose time axis is known.
-
-    ``axis`` is the time axis as a negative index (from the end), which broadcasting cannot
-    move. ``input_axis`` is that of the input ``input_name`` (-1 for [N, C, L] and [N, L],
-    -2 for [N, L, C]). Cached per model object.
-    """
-    key = id(proto)
-    with _lock:
-        hit = _AXES_CACHE.get(key)
-    if hit is not None and hit[0] is proto and hit[1:3] == (input_name, input_axis):
-        return hit[3]
-    result = _walk(proto, input_name, input_axis)
-    with _lock:
-        if len(_AXES_CACHE) > 8:
-            _AXES_CACHE.clear()
-        _AXES_CACHE[key] = (proto, input_name, input_axis, result)
-    return result
-
-
-def _walk(proto, input_name: str, input_axis: int) -> dict[str, tuple]:
-    import onnx
-
-    from .graph import GraphIndex, topological_order
-
-    graph = proto.graph
-    index = GraphIndex(graph)  # initializers and Constant outputs, as layer discovery sees them
-    const = index.constant
-
-    def dims_of(name: str):
-        tensor = index.constants.get(name)
-        return tuple(tensor.dims) if tensor is not None else None
-
-    rank = None
-    for info in graph.input:
-        tensor_type = info.type.tensor_type if info.type.HasField("tensor_type") else None
-        if info.name == input_name and tensor_type is not None and tensor_type.HasField("shape"):
-            rank = len(tensor_type.shape.dim)
-    # tensor -> (stride, offset, axis from the end, rank or None)
-    known: dict[str, tuple] = {input_name: (1.0, 0.0, input_axis, rank)}
-    order = topological_order(list(graph.node), set())
-    for node in order:
-        mapped = [known[n] for n in node.input if n in known]
-        if not mapped:
-            continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        try:
-            result = _step(node, attrs, known, mapped[0], const, dims_of)
-        except (ValueError, TypeError, IndexError, KeyError):
-            result = None
-        if result is None:
-            continue
-        outputs = [o for o in node.output if o]
-        if node.op_type == "Split":
-            outputs = outputs[:1] if result[4] else outputs
-        for name in outputs:
-            known[name] = result[:4]
-    return {name: value[:3] for name, value in known.items()}
-
-
-def _step(node, attrs, known, current, const, dims_of):
-    """The (stride, offset, axis, rank, first_only) of a node's output, or None if unknown."""
-    stride, offset, axis, rank = current
-    op = node.op_type
-    first_only = False
-    if op in _KEEP:
-        return stride, offset, axis, rank, first_only
-    if op in ("Concat", "Split"):
-        cat_axis = int(attrs.get("axis", 0))
-        if cat_axis >= 0:
-            if rank is None:
-                return None
-            cat_axis -= rank
-        if cat_axis == axis:
-            if op == "Split":  # the first piece starts where the input does
-                return stride, offset, axis, rank, True
-            return None
-        return stride, offset, axis, rank, first_only
-    if op in _WINDOWED:
-        if node.input[0] not in known or axis != -1:
-            return None
-        kernel = attrs.get("kernel_shape")
-        if kernel is None:
-            weight = node.input[3 if op == "QLinearConv" else 1] if len(node.input) > 1 else ""
-            dims = dims_of(weight)
-            if dims is None or len(dims) < 3:
-                return None
-            kernel = dims[2:]
-        spatial = len(kernel)
-        k = int(kernel[-1])
-        s = int((attrs.get("strides") or [1] * spatial)[-1])
-        d = int((attrs.get("dilations") or [1] * spatial)[-1])
-        pads = attrs.get("pads") or [0] * (2 * spatial)
-        begin = float(pads[spatial - 1])
-        auto = attrs.get("auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
-        if auto in ("SAME_UPPER", "SAME_LOWER"):
-            total = max((k - 1) * d + 1 - s, 0)  # exact when the length is a multiple of s
-            begin = float(total // 2 if auto == "SAME_UPPER" else total - total // 2)
-        elif auto == "VALID":
-            begin = 0.0
-        half = d * (k - 1) / 2
-        if op == "ConvTranspose":
-            return stride / s, offset + stride * (begin - half) / s, axis, rank, first_only
-        return stride * s, offset + stride * (half - begin), axis, rank, first_only
-    if op == "Pad":
-        if node.input[0] not in known:
-            return None
-        pads = attrs.get("pads") if "pads" in attrs else (
-            const(node.input[1]) if len(node.input) > 1 else None
-        )
-        if pads is None:
-            return None
-        pads = [int(p) for p in np.asarray(pads).reshape(-1)]
-        axes_in = const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
-        if axes_in is not None:
-            if rank is None:
-                return None
-            axes = [int(a) - rank if int(a) >= 0 else int(a) for a in np.asarray(axes_in).ravel()]
-            count = len(axes)
-            begin = pads[axes.index(axis)] if axis in axes else 0
-        else:
-            count = len(pads) // 2
-            begin = pads[count + axis] if -axis <= count else 0
-        return stride, offset - stride * begin, axis, rank if rank else count, first_only
-    if op == "Slice":
-        if node.input[0] not in known:
-            return None
-        if "starts" in attrs:  # opset < 10
-            starts, axes, steps = attrs["starts"], attrs.get("axes"), None
-        else:
-            starts = const(node.input[1])
-            axes = const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
-            steps = const(node.input[4]) if len(node.input) > 4 and node.input[4] else None
-            if starts is None:
-                return None
-        starts = [int(v) for v in np.asarray(starts).ravel()]
-        if axes is None:
-            if rank is None:
-                return None
-            axes = list(range(len(starts)))
-        axes = [int(a) for a in np.asarray(axes).ravel()]
-        if any(a >= 0 for a in axes):
-            if rank is None:
-                return None
-            axes = [a - rank if a >= 0 else a for a in axes]
-        steps = [1] * len(starts) if steps is None else [int(v) for v in np.asarray(steps).ravel()]
-        if axis not in axes:
-            return stride, offset, axis, rank, first_only
-        i = axes.index(axis)
-        if starts[i] < 0 or steps[i] <= 0:
-            return None
-        return stride * steps[i], offset + stride * starts[i], axis, rank, first_only
-    if op == "Transpose":
-        perm = attrs.get("perm")
-        if perm is None:
-            if rank is None:
-                return None
-            perm = list(range(rank))[::-1]
-        r = len(perm)
-        position = r + axis
-        if not 0 <= position < r:
-            return None
-        return stride, offset, list(perm).index(position) - r, r, first_only
-    if op in ("Unsqueeze", "Squeeze"):
-        axes = attrs.get("axes")
-        if axes is None and len(node.input) > 1 and node.input[1]:
-            axes = const(node.input[1])
-            if axes is None:
-                return None
-        if rank is None:
-            if op == "Squeeze" and axis == -1 and axes is None:
-                return stride, offset, axis, None, first_only
-            return None
-        if axes is None:  # Squeeze every size-1 axis: the time axis is never one of them
-            return (stride, offset, axis, None, first_only) if axis == -1 else None
-        axes = [int(a) for a in np.asarray(axes).ravel()]
-        position = rank + axis
-        if op == "Unsqueeze":
-            out_rank = rank + len(axes)
-            for a in sorted(a + out_rank if a < 0 else a for a in axes):
-                if a <= position:
-                    position += 1
-            return stride, offset, position - out_rank, out_rank, first_only
-        removed = [a + rank if a < 0 else a for a in axes]
-        if position in removed:
-            return None
-        out_rank = rank - len(removed)
-        position -= sum(1 for a in removed if a < position)
-        return stride, offset, position - out_rank, out_rank, first_only
-    if op in ("Reshape", "Flatten"):
-        if op == "Flatten" or axis != -1 or len(node.input) < 2:
-            return None
-        shape = const(node.input[1])
-        if shape is None or shape.size == 0 or int(shape.reshape(-1)[-1]) != -1:
-            return None
-        return stride, offset, -1, int(shape.size), first_only
-    return None
-
-
-def layer_time_axis(
-    graph, layer, stage: str, input_name: str | None, input_axis: int, length_in: int,
-    length_out: int,
-) -> TimeAxis:
-    """Where each output step of ``layer`` sits on the input's time axis (see module docs)."""
-    if graph is not None and input_name is not None and length_in > 0:
-        axes = time_axes(graph.proto, input_name, input_axis)
-        for tensor in (layer.tensor(stage), layer.pre_tensor):
-            found = axes.get(tensor)
-            if found is None or found[2] != -1:
-                continue
-            stride, offset, _ = found
-            last = offset + stride * (length_out - 1)
-            slack = stride + 1.0
-            if stride > 0 and offset >= -slack and last <= length_in - 1 + slack:
-                return TimeAxis(float(stride), float(offset), "graph", length_in, length_out)
-            break
+def layer_time_axis(probe: Probe, length_in: int, length_out: int) -> TimeAxis:
+    """Where each output step of ``probe``'s layer sits on the input's time axis: the graph's
+    answer (:attr:`Probe.time_axis`) where it fits the lengths, else the length ratio."""
+    if probe.time_axis is not None and length_in > 0:
+        stride, offset = probe.time_axis
+        last = offset + stride * (length_out - 1)
+        slack = stride + 1.0
+        if stride > 0 and offset >= -slack and last <= length_in - 1 + slack:
+            return TimeAxis(float(stride), float(offset), "graph", length_in, length_out)
     return ratio_time_axis(length_in, length_out)
 
 
@@ -361,13 +135,12 @@ def ratio_time_axis(length_in: int, length_out: int) -> TimeAxis:
 
 
 def render_series(
-    first: np.ndarray, layer, capture, folder: Path, stem: str, options, graph=None
+    first: np.ndarray, probe: Probe, source: PreparedInput, folder: Path, stem: str, options
 ) -> dict:
     """Write ``{stem}.series.png`` for one 1-D layer; returns its manifest fields.
 
-    ``first`` is the layer's first batch item ``[C, L_out]``; the input signal comes from
-    ``capture.input`` (its ``signal``, else a ``[C, L]`` tensor); ``graph`` (a ModelGraph) lets
-    the time axis be derived from the model rather than from the lengths.
+    ``first`` is the layer's first batch item ``[C, L_out]``; the input signal is
+    ``source.signal`` (``[C, L]`` as fed).
     """
     maps = np.asarray(first)
     if maps.ndim == 1:
@@ -376,22 +149,19 @@ def render_series(
         raise ValueError(f"a series layer must be [C, L], got shape {maps.shape}")
     if not np.issubdtype(maps.dtype, np.floating):
         maps = maps.astype(np.float64)
-    signal, names, input_axis = _input_signal(capture, _primary_input(graph, capture))
+    signal, names = _input_signal(source)
     if signal is not None:
-        axis = layer_time_axis(
-            graph, layer, capture.stage, _primary_name(graph, capture), input_axis,
-            signal.shape[1], maps.shape[1],
-        )
+        axis = layer_time_axis(probe, signal.shape[1], maps.shape[1])
     else:  # nothing to align with: the layer's own steps are the time axis
         axis = ratio_time_axis(maps.shape[1], maps.shape[1])
     if maps.size == 0:
         return {"files": {}, "shown_channels": [], "view": "series", "empty": True,
                 "time_axis": axis.to_json()}
-    channels = render.strongest_channels(maps, options.max_channels)
+    channels = tiles.strongest_channels(maps, options.max_channels)
     finite_min = _finite_min(maps)
-    cmap = options.cmap or render.default_cmap(finite_min < 0)
-    centred = finite_min < 0 and render.is_diverging(cmap)
-    sample_rate = (capture.input.preprocess or {}).get("sample_rate")
+    cmap = options.cmap or tiles.default_cmap(finite_min < 0)
+    centred = finite_min < 0 and tiles.is_diverging(cmap)
+    sample_rate = (source.preprocess or {}).get("sample_rate")
     image, ranges, layout, lanes = series_image(
         maps,
         channels,
@@ -401,12 +171,12 @@ def render_series(
         normalize=options.normalize,
         clip=options.clip,
         centred=centred,
-        title=f"{layer.index:03d} {layer.name}",
+        title=f"{probe.index:03d} {probe.name}",
         signal_names=names,
         sample_rate=sample_rate,
     )
     files = {"series": f"{stem}.series.png"}
-    render.save_png(image, Path(folder) / files["series"])
+    save_png(image, Path(folder) / files["series"])
     return {
         "files": files,
         "shown_channels": [int(c) for c in channels],
@@ -419,53 +189,20 @@ def render_series(
     }
 
 
-def _primary_input(graph, capture):
-    """The model input the file was fed to: the one input ``build_feeds`` did not fill."""
-    if graph is None:
-        return None
-    fed_others = set(capture.feeds or {})
-    for item in graph.inputs:
-        if item.name not in fed_others:
-            return item
-    return None
-
-
-def _primary_name(graph, capture) -> str | None:
-    item = _primary_input(graph, capture)
-    return item.name if item is not None else None
-
-
-def _input_signal(capture, target=None) -> tuple[np.ndarray | None, list[str] | None, int]:
-    """The input as [C, L] float, its channel names, and its time axis in the fed tensor."""
-    prepared = capture.input
-    record = prepared.preprocess or {}
-    layout = record.get("layout")
-    if layout is None and prepared.signal is None and target is not None:
-        from .errors import FmvizError
-        from .inputs.series import series_layout
-
-        try:  # a .npy tensor fed to an [N, L, C] model: read it the way a CSV would be
-            layout = series_layout(target, None, prepared.path)
-        except FmvizError:
-            layout = None
-    axis = -2 if layout == "NLC" else -1
-    if prepared.signal is not None:
-        signal = np.asarray(prepared.signal, dtype=np.float64)
-        if signal.ndim == 1:
-            signal = signal[np.newaxis]
-        names = record.get("channel_names")
-        if names is None:
-            names = [f"in {c}" for c in record.get("channels_used", range(signal.shape[0]))]
-        return signal, [str(n) for n in names], axis
-    array = np.asarray(prepared.array)
-    item = array[0] if array.ndim >= 2 else array
-    if item.ndim == 1:
-        item = item[np.newaxis]
-    if item.ndim != 2 or item.size == 0:
-        return None, None, axis
-    if layout == "NLC":
-        item = item.T
-    return item.astype(np.float64), [f"in {c}" for c in range(item.shape[0])], axis
+def _input_signal(source: PreparedInput) -> tuple[np.ndarray | None, list[str] | None]:
+    """The input as [C, L] float64 and its channel names (None when it is not a series)."""
+    if source.signal is None:
+        return None, None
+    record = source.preprocess or {}
+    signal = np.asarray(source.signal, dtype=np.float64)
+    if signal.ndim == 1:
+        signal = signal[np.newaxis]
+    if signal.ndim != 2 or signal.size == 0:
+        return None, None
+    names = record.get("channel_names")
+    if names is None:
+        names = [f"in {c}" for c in record.get("channels_used", range(signal.shape[0]))]
+    return signal, [str(n) for n in names]
 
 
 def _finite_min(maps: np.ndarray) -> float:
@@ -490,7 +227,7 @@ def _font():
 @functools.lru_cache(maxsize=32)
 def _palette(cmap: str) -> list[int]:
     table = np.zeros((256, 3), dtype=np.uint8)
-    table[: render.LEVELS] = render.colormap_lut(cmap)
+    table[: tiles.LEVELS] = tiles.colormap_lut(cmap)
     for index, rgb in _COLOURS.items():
         table[index] = rgb
     return table.ravel().tolist()
@@ -511,32 +248,10 @@ def _column_edges(length: int, width: int) -> np.ndarray:
 
 
 def _ranges(shown: np.ndarray, normalize: str, clip: float | None, centred: bool) -> np.ndarray:
-    """lo, hi per shown channel from the full-resolution values (finite only)."""
-    values = shown.astype(np.float64)
-    finite = np.isfinite(values)
-    if not finite.all():
-        values = np.where(finite, values, np.nan)
-    empty = ~finite.any(axis=1)
-    if normalize == "layer":
-        pool = values[finite] if not finite.all() else values.ravel()
-        if pool.size == 0:
-            lo = hi = 0.0
-        elif clip:
-            lo, hi = (float(v) for v in np.percentile(pool, [clip, 100 - clip]))
-        else:
-            lo, hi = float(pool.min()), float(pool.max())
-        out = np.tile([[lo, hi]], (len(values), 1)).astype(np.float64)
-    else:
-        safe = np.where(empty[:, None], 0.0, values)
-        if clip:
-            out = np.nanpercentile(safe, [clip, 100 - clip], axis=1).T
-        else:
-            out = np.stack([np.nanmin(safe, axis=1), np.nanmax(safe, axis=1)], axis=1)
-        out[empty] = 0.0
-    if centred:
-        m = np.abs(out).max(axis=1)
-        out = np.stack([0.0 - m, m], axis=1)
-    return out
+    """lo, hi per shown channel from the full-resolution values (finite only): the grid's rule."""
+    cube = shown[:, np.newaxis, :]
+    finite = np.isfinite(cube)
+    return tiles.value_ranges(cube, finite, bool(finite.all()), normalize, clip, centred)
 
 
 def _strip_columns(
@@ -572,22 +287,10 @@ def _strip_columns(
 
 
 def _quantise(values: np.ndarray, ranges: np.ndarray, centred: bool) -> np.ndarray:
-    lo = ranges[:, :1]
-    hi = ranges[:, 1:]
-    span = hi - lo
-    flat = (span <= 0) | ~np.isfinite(span)
-    finite = np.isfinite(values)
-    with np.errstate(invalid="ignore", over="ignore"):
-        x = np.clip(np.where(finite, values, lo), lo, hi)
-        x = (x - lo) / np.where(flat, 1.0, span) * (render.LEVELS - 1)
-    levels = np.rint(np.nan_to_num(x)).astype(np.uint8)
-    if flat.any():
-        zero_level = round((render.LEVELS - 1) / 2) if centred else 0
-        flat_level = np.where(lo == 0, zero_level, render.LEVELS // 2).astype(np.uint8)
-        rows = flat[:, 0]
-        levels[rows] = flat_level[rows]
-    levels[~finite] = render.NONFINITE
-    return levels
+    """Palette levels of the display columns [n, width]: the grid's quantisation."""
+    cube = values[:, np.newaxis, :]
+    finite = np.isfinite(cube)
+    return tiles.quantise(cube, finite, bool(finite.all()), ranges, centred)[:, 0, :]
 
 
 def _lane_pixels(x: np.ndarray, width: int, height: int, lo: float, hi: float) -> np.ndarray:
@@ -625,7 +328,7 @@ def _text(draw, x: float, y_mid: float, text: str, align: str = "left") -> None:
     font = _font()
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     anchor = {"left": left, "right": right, "centre": (left + right) / 2}[align]
-    draw.text((round(x - anchor), round(y_mid - (top + bottom) / 2)), text, fill=render.TEXT,
+    draw.text((round(x - anchor), round(y_mid - (top + bottom) / 2)), text, fill=tiles.TEXT,
               font=font)
 
 
@@ -684,11 +387,11 @@ def series_image(
     axis_top = strip_top + strip_height + 2
     height = max(axis_top + AXIS_HEIGHT, strip_top + max(strip_height, 100) + 58)
     total_width = LEFT + width + PANEL_WIDTH
-    canvas = np.full((height, total_width), render.PANEL, dtype=np.uint8)
+    canvas = np.full((height, total_width), tiles.PANEL, dtype=np.uint8)
 
     # the strip
     pitch = row + gap
-    body = np.full((n, pitch, width), render.PANEL, dtype=np.uint8)
+    body = np.full((n, pitch, width), tiles.PANEL, dtype=np.uint8)
     body[:, :row, :] = levels[:, None, :]
     canvas[strip_top : strip_top + strip_height, LEFT : LEFT + width] = body.reshape(
         n * pitch, width
@@ -716,24 +419,24 @@ def series_image(
     bar_x = LEFT + width + 10
     bar_top = strip_top
     bar_h = max(strip_height, 100)
-    ramp = np.rint(np.linspace(render.LEVELS - 1, 0, bar_h)).astype(np.uint8)
+    ramp = np.rint(np.linspace(tiles.LEVELS - 1, 0, bar_h)).astype(np.uint8)
     canvas[bar_top : bar_top + bar_h, bar_x : bar_x + BAR_WIDTH] = ramp[:, None]
 
     # the time axis
     xs_per_sample = width / max(length_in, 1)
-    canvas[axis_top, LEFT : LEFT + width] = render.TEXT
+    canvas[axis_top, LEFT : LEFT + width] = tiles.TEXT
     step = _nice_step(length_in, max(2, width // 90))
     ticks = np.arange(0, length_in, step)
     tick_x = LEFT + np.minimum(((ticks + 0.5) * xs_per_sample).astype(int), width - 1)
     for x in tick_x:
-        canvas[axis_top : axis_top + 4, x] = render.TEXT
+        canvas[axis_top : axis_top + 4, x] = tiles.TEXT
 
     image = Image.fromarray(canvas)
     image.putpalette(_palette(cmap))
     draw = ImageDraw.Draw(image)
     draw.fontmode = "1"  # no anti-aliasing: it would invent palette indices
     frame = (bar_x - 1, bar_top - 1, bar_x + BAR_WIDTH, bar_top + bar_h)
-    draw.rectangle(frame, outline=render.TEXT)
+    draw.rectangle(frame, outline=tiles.TEXT)
 
     shown_text = f", {n} strongest shown" if n < maps.shape[0] else ""
     header = (
@@ -772,7 +475,7 @@ def series_image(
             else [(bar_top, "max"), (bar_bottom, "min")]
         )
     for y, text in labels:
-        draw.line((bar_x + BAR_WIDTH, round(y), bar_x + BAR_WIDTH + 3, round(y)), fill=render.TEXT)
+        draw.line((bar_x + BAR_WIDTH, round(y), bar_x + BAR_WIDTH + 3, round(y)), fill=tiles.TEXT)
         _text(draw, label_x, y, text)
     below = bar_bottom + 16
     if normalize != "layer":

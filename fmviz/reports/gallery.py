@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from .io import atomic_write_text, ensure_dir
+from ..formatting import channel_ranges, format_shape
+from ..io import atomic_write_text, ensure_dir
 
 __all__ = [
     "INPUT_PICTURE",
@@ -71,7 +72,7 @@ def write_run_page(
     folder = ensure_dir(Path(folder))
     picture_name = None
     if picture is not None:
-        from .render import save_png
+        from ..render import save_png
 
         save_png(
             picture.convert("RGB") if picture.mode not in ("RGB", "L") else picture,
@@ -148,12 +149,6 @@ def _percent(value) -> str:
     return f"{100 * float(value):.1f}%"
 
 
-def _shape(shape) -> str:
-    if shape is None:
-        return "?"
-    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
-
-
 def _dl(rows: Sequence[tuple[str, str]]) -> str:
     """A definition list; the values are HTML already."""
     return '<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
@@ -197,7 +192,7 @@ def _model_rows(model: Mapping) -> list[tuple[str, str]]:
             (
                 "inputs",
                 "<br>".join(
-                    f"<code>{_e(i.get('name'))}</code> {_e(_shape(i.get('shape')))} "
+                    f"<code>{_e(i.get('name'))}</code> {_e(format_shape(i.get('shape')))} "
                     f"{_e(i.get('dtype'))}"
                     for i in inputs
                 ),
@@ -302,7 +297,7 @@ def _input_figure(manifest: Mapping, picture: str | None, signal) -> str:
                 )
     return (
         f'<figure class="input none"><p class="muted">{_e(kind or "input")} '
-        f"{_e(_shape(info.get('tensor_shape')))}: no picture</p></figure>"
+        f"{_e(format_shape(info.get('tensor_shape')))}: no picture</p></figure>"
     )
 
 
@@ -317,7 +312,8 @@ def _layer_list(layers: Sequence[Mapping]) -> str:
             f'<tr><td class="num">{_e(layer.get("index"))}</td>'
             f'<td><a href="#layer-{pos}">{_e(layer.get("name"))}</a></td>'
             f"<td>{_e(layer.get('op'))}</td><td>{_e(layer.get('activation') or '—')}</td>"
-            f'<td class="num">{count}</td><td class="num">{_e(_shape(layer.get("shape")))}</td>'
+            f'<td class="num">{count}</td>'
+            f'<td class="num">{_e(format_shape(layer.get("shape")))}</td>'
             f'<td class="num">{_percent(stats.get("zero_fraction"))}</td></tr>'
         )
     return (
@@ -351,7 +347,7 @@ def _layer_section(pos: int, layer: Mapping) -> str:
         f"<code>{_e(layer.get('op'))}</code>",
         f"activation <b>{_e(layer.get('activation') or 'none')}</b>",
         f"tensor <code>{_e(layer.get('tensor'))}</code>",
-        f"shape {_e(_shape(layer.get('shape')))}",
+        f"shape {_e(format_shape(layer.get('shape')))}",
         f"{_e(channels)} channels" + (f" ({shown} shown)" if shown and shown != channels else ""),
     ]
     if layer.get("view"):
@@ -489,7 +485,7 @@ def run_page_html(manifest: Mapping, *, picture: str | None = None, signal=None)
         (
             "input",
             f"<code>{_e(input_path)}</code> · {_e(info.get('kind'))} · tensor "
-            f"{_e(_shape(info.get('tensor_shape')))} {_e(info.get('tensor_dtype') or '')}",
+            f"{_e(format_shape(info.get('tensor_shape')))} {_e(info.get('tensor_dtype') or '')}",
         ),
         ("providers", _e(", ".join(manifest.get("providers") or []) or "—")),
         ("stage", _e(manifest.get("stage"))),
@@ -548,21 +544,6 @@ def _stacked_bar(counts: Mapping[str, int], total: int, width: int = 220) -> str
         f'<svg class="bar" viewBox="0 0 {width} 14" width="{width}" height="14" '
         f'role="img" aria-label="{_e(label)}">{"".join(rects)}</svg>'
     )
-
-
-def _ranges(indices: Iterable[int]) -> str:
-    """``[0, 1, 2, 5, 7, 8]`` -> ``0–2, 5, 7–8``."""
-    out: list[str] = []
-    items = sorted(set(int(i) for i in indices))
-    start = prev = None
-    for i in items + [None]:
-        if start is not None and (i is None or i != prev + 1):
-            out.append(str(start) if start == prev else f"{start}–{prev}")
-            start = None
-        if i is not None and start is None:
-            start = i
-        prev = i
-    return ", ".join(out)
 
 
 def _chart(values: Sequence, classes: Sequence[str], kind: str, eps: float, rare: float) -> str:
@@ -697,7 +678,7 @@ def scan_page_html(report: Mapping) -> str:
             if members:
                 lists.append(
                     f'<p><i class="sw c-{name}"></i><b>{_e(name)}</b> ({len(members)}): '
-                    f"{_e(_ranges(members))}</p>"
+                    f"{_e(channel_ranges(members, dash='–'))}</p>"
                 )
         sections.append(
             f'<section class="layer" id="layer-{pos}" data-pos="{pos}">'

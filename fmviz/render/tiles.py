@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import OptionError
-from .io import atomic_write_with
+from ..errors import OptionError
 
 __all__ = [
     "LEVELS",
@@ -48,7 +44,8 @@ __all__ = [
     "is_diverging",
     "default_cmap",
     "overlay_image",
-    "save_png",
+    "value_ranges",
+    "quantise",
 ]
 
 LEVELS = 250  # value levels, palette indices 0..249
@@ -227,24 +224,24 @@ def check_options(
 
 def _check_max_channels(limit: int) -> None:
     if limit < 1:
-        raise OptionError(f"--max-channels {limit} must be at least 1")
+        raise OptionError("max_channels", f"{limit} must be at least 1")
 
 
 def _check_alpha(alpha: float) -> float:
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:  # also rejects NaN
-        raise OptionError(f"--alpha {alpha:g} must be between 0 and 1")
+        raise OptionError("alpha", f"{alpha:g} must be between 0 and 1")
     return alpha
 
 
 def _check_options(normalize: str, clip) -> float | None:
     if normalize not in ("channel", "layer"):
-        raise OptionError(f"--normalize {normalize!r} must be 'channel' or 'layer'")
+        raise OptionError("normalize", f"{normalize!r} must be 'channel' or 'layer'")
     if clip is None:
         return None
     clip = float(clip)
     if not 0 <= clip < 50:  # also rejects NaN
-        raise OptionError(f"--clip {clip:g} must be at least 0 and below 50 (percent)")
+        raise OptionError("clip", f"{clip:g} must be at least 0 and below 50 (percent)")
     return clip or None  # clipping to the 0..100 percentiles is min..max: no work to do
 
 
@@ -262,7 +259,7 @@ def _channel_index(channels, n_channels: int) -> np.ndarray:
     return idx
 
 
-def _ranges(
+def value_ranges(
     shown: np.ndarray,
     finite: np.ndarray,
     all_finite: bool,
@@ -325,7 +322,7 @@ def _ranges(
     return np.stack([lo, hi], axis=1)
 
 
-def _quantise(
+def quantise(
     shown: np.ndarray, finite: np.ndarray, all_finite: bool, ranges: np.ndarray, centred: bool
 ) -> np.ndarray:
     """Palette indices uint8 [n, H, W]: round((clip(x, lo, hi) - lo) / (hi - lo) * (LEVELS-1))."""
@@ -432,8 +429,8 @@ def make_tiles(
 
     finite = np.isfinite(shown)
     all_finite = bool(finite.all())
-    ranges = _ranges(shown, finite, all_finite, normalize, clip, centred)
-    levels = _quantise(shown, finite, all_finite, ranges, centred)
+    ranges = value_ranges(shown, finite, all_finite, normalize, clip, centred)
+    levels = quantise(shown, finite, all_finite, ranges, centred)
     layout = _grid_layout(idx.tolist(), height, width)
     return Tiles(levels=_assemble(levels, layout), layout=layout, ranges=ranges, centred=centred)
 
@@ -483,7 +480,7 @@ def matplotlib_lut(name: str) -> np.ndarray:
         cmap = matplotlib.colormaps[name]
     except (KeyError, TypeError):
         raise OptionError(
-            f"--cmap {name!r} is not a matplotlib colormap; "
+            "cmap", f"{name!r} is not a matplotlib colormap; "
             "try viridis, magma, inferno, RdBu_r, coolwarm, ..."
         ) from None
     rgba = cmap(np.linspace(0.0, 1.0, LEVELS))
@@ -516,7 +513,7 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
     ``"channel"`` every tile has its own range, so it says "max"/"min" and "per channel".
     """
     if normalize not in ("channel", "layer"):
-        raise OptionError(f"--normalize {normalize!r} must be 'channel' or 'layer'")
+        raise OptionError("normalize", f"{normalize!r} must be 'channel' or 'layer'")
     lut = colormap_lut(cmap)
     grid = tiles.levels
     grid_h, grid_w = grid.shape
@@ -598,52 +595,3 @@ def overlay_image(
     colour = _p_image(np.rint(e * (LEVELS - 1)).astype(np.uint8), _palette(lut)).convert("RGB")
     mask = Image.fromarray(np.rint(e * (alpha * 255)).astype(np.uint8))  # mode "L"
     return Image.composite(colour, picture.convert("RGB"), mask)
-
-
-def save_png(image: Image.Image, path) -> None:
-    """Write ``image`` as PNG atomically (temporary file, then rename).
-
-    compress_level=1: about twice as fast as the default for ~10% more bytes; never
-    optimize=True (ten times slower). RGB pictures (overlays) go through :func:`rgb_png`.
-    """
-    if image.mode == "RGB":
-        data = rgb_png(np.asarray(image))
-        atomic_write_with(Path(path), lambda handle: handle.write(data))
-        return
-    atomic_write_with(Path(path), lambda handle: image.save(handle, format="PNG", compress_level=1))
-
-
-def rgb_png(pixels: np.ndarray) -> bytes:
-    """Encode uint8 [H, W, 3] as a PNG: every row "Up"-filtered, then zlib's run-length strategy.
-
-    Pillow tries all five PNG filters on every row of an RGB image and then searches for
-    repeated strings; overlays are photos, where neither pays. One fixed Up filter (each byte
-    minus the byte above it), computed by numpy, and ``Z_RLE`` (which only looks for runs of a
-    repeated byte) were the best balance of the variants measured on overlays of photos
-    (benchmarks/NOTES.md): the smallest files on the detector benchmark, within 4% of the
-    smallest on the sample photos, and 21% and 36% less time than Sub with level 1.
-    """
-    height, width, _ = pixels.shape
-    rows = np.empty((height, 1 + width * 3), dtype=np.uint8)
-    rows[:, 0] = 2  # filter type 2: Up
-    flat = pixels.reshape(height, width * 3)
-    rows[0, 1:] = flat[0]  # the row above the first is taken as zeros
-    np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:], casting="unsafe")  # mod 256
-    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    idat = deflate.compress(memoryview(rows)) + deflate.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    return b"".join(
-        (
-            b"\x89PNG\r\n\x1a\n",
-            chunk(b"IHDR", header),
-            chunk(b"IDAT", idat),
-            chunk(b"IEND", b""),
-        )
-    )

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .graph import format_shape
+from ..formatting import channel_ranges, format_shape, percent
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -63,7 +63,7 @@ def print_layers(document: dict, console: Console | None = None) -> None:
 
 def print_dead_filters(report: dict, console: Console | None = None, top: int = 10) -> None:
     """The ``fmviz dead-filters`` summary: totals, then the layers with most dead/rare channels."""
-    from .report import _percent, _ranges, ranked_layers
+    from .deadfilters import ranked_layers
 
     console = console or make_console()
     summary = report["summary"]
@@ -77,7 +77,7 @@ def print_dead_filters(report: dict, console: Console | None = None, top: int = 
     console.print(
         f"{report['inputs_scanned']} inputs scanned, {len(report['skipped'])} skipped  "
         f"[{dead_style}]{summary['dead']} dead[/] of {summary['channels']} channels "
-        f"({_percent(summary['dead'], summary['channels'])}) in {summary['layers']} layers, "
+        f"({percent(summary['dead'], summary['channels'])}) in {summary['layers']} layers, "
         f"[yellow]{summary['rare']} rare[/], {summary['constant']} constant"
     )
     ranked = ranked_layers(report)
@@ -95,7 +95,7 @@ def print_dead_filters(report: dict, console: Console | None = None, top: int = 
                 str(len(layer["dead"])),
                 str(len(layer["rare"])),
                 str(len(layer["constant"])),
-                escape(_ranges(layer["dead"], limit=12)),
+                escape(channel_ranges(layer["dead"], limit=12)),
             )
         console.print(table)
         if len(ranked) > top:

@@ -50,13 +50,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-# Activations whose output is never negative: |a| = a, so the Abs pass can be skipped.
-NON_NEGATIVE_ACTIVATIONS = frozenset({"Relu", "ReLU6", "Sigmoid", "HardSigmoid", "Softplus"})
+from .index import NameAllocator, opset_version
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .load import ModelGraph
+
 
 
 @dataclass(frozen=True)
@@ -82,13 +86,6 @@ class ReducedOutputs:
 
     def names(self) -> list[str]:
         return [self.min, self.max, self.sum, self.sumsq, self.active, self.shape]
-
-
-def default_opset(proto: onnx.ModelProto) -> int:
-    for entry in proto.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            return int(entry.version)
-    return 1
 
 
 def float32_at_most(value: float) -> np.float32:
@@ -123,51 +120,21 @@ def _reduce(op: str, x: str, out: str, opset: int, axes_name: str, name: str) ->
     return helper.make_node(op, [x], [out], name=name, axes=[2], keepdims=0)
 
 
-def _elem_types(proto: onnx.ModelProto, names: set[str]) -> dict[str, int]:
-    """Element types of ``names`` from the graph's declarations, else from shape inference."""
-    graph = proto.graph
-    types: dict[str, int] = {}
-    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
-        tensor_type = info.type.tensor_type if info.type.HasField("tensor_type") else None
-        if info.name in names and tensor_type is not None and tensor_type.elem_type:
-            types[info.name] = tensor_type.elem_type
-    if names - set(types):
-        try:
-            inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
-        except Exception:  # inference is best effort; unknown types are handled by the caller
-            return types
-        for info in list(inferred.graph.value_info) + list(inferred.graph.output):
-            if info.name in names and info.name not in types:
-                elem = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else 0
-                if elem:
-                    types[info.name] = elem
-    return types
-
-
-def _unique_prefix(graph: onnx.GraphProto, base: str) -> str:
-    taken = {n for node in graph.node for n in list(node.output) + [node.name]}
-    taken |= {i.name for i in graph.input} | {t.name for t in graph.initializer}
-    prefix, n = base, 1
-    while any(name.startswith(prefix) for name in taken):
-        n += 1
-        prefix = f"{base}{n}"
-    return prefix
-
-
 def reduction_model(
-    proto: onnx.ModelProto, targets: Sequence[Target], eps: float
+    model: ModelGraph, targets: Sequence[Target], eps: float
 ) -> tuple[bytes, list[ReducedOutputs]]:
-    """Serialize ``proto`` with per-channel reductions of each target added as outputs.
+    """The model with per-channel reductions of each target added as outputs, serialized.
 
     The nodes of each target are inserted right after the node that produces it, so that
     onnxruntime (which prefers ready nodes by their position) reduces a map soon after it
-    exists. ``proto`` is restored before returning: the (possibly large) model is never copied.
+    exists. Built on a weightless copy (see :mod:`fmviz.graph.edits`): ``model`` is unchanged.
     """
-    graph = proto.graph
-    opset = default_opset(proto)
-    prefix = _unique_prefix(graph, "fmviz_stats")
+    shell = model.shell()
+    graph = shell.graph
+    opset = opset_version(shell)
+    prefix = NameAllocator.for_graph(graph).fresh_prefix("fmviz_stats")
     targets = list({t.tensor: t for t in targets}.values())
-    types = _elem_types(proto, {t.tensor for t in targets})
+    types = _elem_types(graph, model.shape_info.elem_types, {t.tensor for t in targets})
     producer_position = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
     step = hard_sigmoid_step(eps)
 
@@ -230,25 +197,30 @@ def reduction_model(
 
     # Insert in ascending position; each insertion shifts the later ones by its length.
     inserts.sort(key=lambda item: item[0])
-    inserted: list[int] = []
     shift = 0
     for position, nodes in inserts:
         at = position + 1 + shift
         for k, new_node in enumerate(nodes):
             graph.node.insert(at + k, new_node)
-        inserted.extend(range(at, at + len(nodes)))
         shift += len(nodes)
-    graph.initializer.extend(initializers)
+    graph.initializer.extend(initializers)  # small constants: travel with the shell
     graph.output.extend(outputs)
-    try:
-        return proto.SerializeToString(), described
-    finally:
-        for _ in outputs:
-            graph.output.pop()
-        for _ in initializers:
-            graph.initializer.pop()
-        for index in reversed(inserted):
-            del graph.node[index]
+    return model.serialize(shell), described
+
+
+def _elem_types(
+    graph: onnx.GraphProto, inferred: dict[str, int], names: set[str]
+) -> dict[str, int]:
+    """Element types of ``names``: declared in the graph, else from the model's inference."""
+    types: dict[str, int] = {}
+    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
+        tensor_type = info.type.tensor_type if info.type.HasField("tensor_type") else None
+        if info.name in names and tensor_type is not None and tensor_type.elem_type:
+            types[info.name] = tensor_type.elem_type
+    for name in names - set(types):
+        if inferred.get(name):
+            types[name] = inferred[name]
+    return types
 
 
 class _NodeMaker:

@@ -25,14 +25,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import (
-    CONV_OPS,
-    GraphIndex,
-    Layer,
-    conv_channels_and_kernel,
-    follow_activation,
-    topological_order,
-)
+from .activations import follow_activation
+from .index import GraphIndex, NameAllocator, all_names, opset_version, topological_order
+from .layers import CONV_OPS, Layer, conv_channels_and_kernel
 
 __all__ = ["thread_if_outputs", "ThreadedConv"]
 
@@ -63,11 +58,12 @@ def thread_if_outputs(
     """
     model = onnx.ModelProto()
     model.CopyFrom(proto)
-    names = _all_names(model.graph)
+    names = NameAllocator(all_names(model.graph))
+    opset = opset_version(model)
     found: list[ThreadedConv] = []
-    for node in topological_order(list(model.graph.node), set()):
+    for node in topological_order(list(model.graph.node)):
         if node.op_type == "If":
-            found.extend(_thread_if(node, model.graph, names))
+            found.extend(_thread_if(node, model.graph, names, opset))
     layers = []
     for offset, item in enumerate(found):
         attrs = {a.name: helper.get_attribute_value(a) for a in item.node.attribute}
@@ -95,38 +91,11 @@ def thread_if_outputs(
 # ----------------------------------------------------------------------------- internals
 
 
-def _all_names(graph: onnx.GraphProto) -> set[str]:
-    names: set[str] = set()
-    names.update(i.name for i in graph.input)
-    names.update(o.name for o in graph.output)
-    names.update(t.name for t in graph.initializer)
-    names.update(v.name for v in graph.value_info)
-    for node in graph.node:
-        names.update(node.input)
-        names.update(node.output)
-        if node.name:
-            names.add(node.name)
-        for attr in node.attribute:
-            subgraphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-            for sub in subgraphs:
-                names.update(_all_names(sub))
-    return names
-
-
-def _unique(base: str, names: set[str]) -> str:
-    name, n = base, 1
-    while name in names:
-        n += 1
-        name = f"{base}~{n}"
-    names.add(name)
-    return name
-
-
-def _collect(graph: onnx.GraphProto, names: set[str]) -> list[ThreadedConv]:
+def _collect(graph: onnx.GraphProto, names: NameAllocator, opset: int) -> list[ThreadedConv]:
     """Convolutions whose tensors are values of ``graph``'s scope (threading inner Ifs)."""
-    index = GraphIndex(graph)
+    index = GraphIndex(graph, opset)
     found: list[ThreadedConv] = []
-    for node in topological_order(list(graph.node), set()):
+    for node in topological_order(list(graph.node)):
         if node.op_type in CONV_OPS and node.domain in ("", "ai.onnx") and node.output:
             pre = node.output[0]
             if not pre:
@@ -139,7 +108,7 @@ def _collect(graph: onnx.GraphProto, names: set[str]) -> list[ThreadedConv]:
                 ThreadedConv(node, pre, post, activation, channels, elem_type, rank, kernel)
             )
         elif node.op_type == "If":
-            found.extend(_thread_if(node, graph, names))
+            found.extend(_thread_if(node, graph, names, opset))
     return found
 
 
@@ -158,7 +127,7 @@ def _conv_facts(node: onnx.NodeProto, index: GraphIndex) -> tuple[int | None, in
 
 
 def _thread_if(
-    node: onnx.NodeProto, parent: onnx.GraphProto, names: set[str]
+    node: onnx.NodeProto, parent: onnx.GraphProto, names: NameAllocator, opset: int
 ) -> list[ThreadedConv]:
     branches = {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
     then_g, else_g = branches.get("then_branch"), branches.get("else_branch")
@@ -167,7 +136,7 @@ def _thread_if(
     label = node.name or (node.output[0] if node.output else "If")
     result: list[ThreadedConv] = []
     for own, other in ((then_g, else_g), (else_g, then_g)):
-        inner = _collect(own, names)
+        inner = _collect(own, names, opset)
         for item in inner:
             pre = _thread_tensor(item.pre, item, own, other, node, parent, names, label)
             post = (
@@ -186,32 +155,32 @@ def _thread_tensor(
     other: onnx.GraphProto,
     node: onnx.NodeProto,
     parent: onnx.GraphProto,
-    names: set[str],
+    names: NameAllocator,
     label: str,
 ) -> str:
     """Make ``tensor`` (a value of branch ``own``) an output of If ``node``; return its name."""
-    own_out = _unique(f"{tensor}@out", names)
-    own.node.append(helper.make_node("Identity", [tensor], [own_out], name=_unique(
-        f"fmviz_thread/{own_out}", names)))
+    own_out = names.fresh(f"{tensor}@out")
+    own.node.append(helper.make_node("Identity", [tensor], [own_out], name=names.fresh(
+        f"fmviz_thread/{own_out}")))
     own.output.append(helper.make_tensor_value_info(own_out, item.elem_type, None))
 
     rank = item.rank or 3
     channels = item.channels or 1
     shape = [1, channels] + [0] * (rank - 2)
     placeholder = np.zeros(shape, dtype=helper.tensor_dtype_to_np_dtype(item.elem_type))
-    other_out = _unique(f"{tensor}@absent", names)
+    other_out = names.fresh(f"{tensor}@absent")
     other.node.append(
         helper.make_node(
             "Constant",
             [],
             [other_out],
-            name=_unique(f"fmviz_placeholder/{other_out}", names),
+            name=names.fresh(f"fmviz_placeholder/{other_out}"),
             value=numpy_helper.from_array(placeholder, other_out),
         )
     )
     other.output.append(helper.make_tensor_value_info(other_out, item.elem_type, None))
 
-    outer = _unique(f"{tensor}@{label}", names)
+    outer = names.fresh(f"{tensor}@{label}")
     node.output.append(outer)
     parent.value_info.append(helper.make_tensor_value_info(outer, item.elem_type, None))
     return outer

@@ -1,0 +1,135 @@
+"""Checkpoints of long scans: the merged statistics over the first inputs, and a way back in.
+
+A checkpoint is an ``.npz`` (never unpickled) holding a JSON header (what scan it belongs to:
+the model's sha256, stage, tensors, eps, input options, a digest of the inputs covered) and
+each layer's :class:`~fmviz.stats.ChannelStats` arrays. The same scan started again with the
+same checkpoint resumes after the inputs it covers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import __version__
+from .errors import FmvizError, InputError
+from .io import atomic_write_with, ensure_dir
+from .stats import ChannelStats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import Model
+    from .scan import ScanOptions, ScanPartial
+
+CHECKPOINT_SCHEMA = "fmviz/dead-filters-checkpoint/1"
+
+
+def save_checkpoint(path: Path, header: dict, paths: Sequence[Path], done: int,
+                    partial: ScanPartial) -> None:
+    """Write ``partial`` (the statistics over ``paths[:done]``) to ``path`` atomically."""
+    ensure_dir(path.parent if str(path.parent) else Path("."))
+    header = dict(header)
+    header.update(
+        done=done,
+        inputs_sha256=paths_digest(paths[:done]),
+        inputs_scanned=partial.inputs_scanned,
+        samples=partial.samples,
+        skipped=[dict(item) for item in partial.skipped],
+        layers_present=[s is not None for s in partial.stats],
+    )
+    arrays: dict[str, np.ndarray] = {
+        "header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    }
+    for position, stats in enumerate(partial.stats):
+        if stats is not None:
+            arrays.update(stats.to_arrays(prefix=f"layer{position}_"))
+    atomic_write_with(path, lambda handle: np.savez(handle, **arrays))
+
+
+def _options_record(options: ScanOptions) -> dict:
+    record = asdict(options.inputs)
+    return json.loads(json.dumps(record))  # tuples -> lists, as they come back from JSON
+
+
+def checkpoint_header(model: Model, options: ScanOptions, tensors: list[str]) -> dict:
+    return {
+        "schema": CHECKPOINT_SCHEMA,
+        "fmviz": __version__,
+        "model_sha256": model.graph.sha256,
+        "stage": options.stage,
+        "tensors": tensors,
+        "eps": options.eps,
+        "options": _options_record(options),
+    }
+
+
+def paths_digest(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(os.path.normpath(str(path)).encode("utf-8", "surrogateescape") + b"\n")
+    return digest.hexdigest()
+
+
+def load_checkpoint(
+    path: Path, expected: dict, paths: list[Path], layers: int
+) -> tuple[int, ScanPartial]:
+    """Read a checkpoint (never unpickling) and check it belongs to this scan."""
+    def bad(reason: str) -> FmvizError:
+        return InputError(f"{path}: {reason}; delete it to start over, or use another "
+                          "--checkpoint file")
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(bytes(archive["header"]).decode("utf-8"))
+            if not isinstance(header, dict) or header.get("schema") != CHECKPOINT_SCHEMA:
+                raise bad("not an fmviz dead-filters checkpoint")
+            present = header.get("layers_present", [])
+            stats: list[ChannelStats | None] = []
+            if len(present) != layers:
+                raise bad(f"holds {len(present)} layers, this scan has {layers}")
+            for position, here in enumerate(present):
+                stats.append(
+                    ChannelStats.from_arrays(archive, header["eps"], prefix=f"layer{position}_")
+                    if here else None
+                )
+    except FmvizError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile,
+            UnicodeDecodeError) as exc:
+        raise bad(f"not a readable fmviz checkpoint ({exc})") from exc
+    if header.get("model_sha256") != expected["model_sha256"]:
+        raise bad(
+            f"made for another model (sha256 {str(header.get('model_sha256'))[:12]}, "
+            f"this one {expected['model_sha256'][:12]})"
+        )
+    for key, label in (("stage", "--stage"), ("tensors", "--layers"), ("eps", "--eps"),
+                       ("options", "input options")):
+        if header.get(key) != expected[key]:
+            raise bad(f"made with other {label} ({_short(header.get(key))} vs "
+                      f"{_short(expected[key])})")
+    done = int(header.get("done", 0))
+    if done > len(paths):
+        raise bad(f"covers {done} inputs, more than the {len(paths)} given")
+    if header.get("inputs_sha256") != paths_digest(paths[:done]):
+        raise bad(f"the first {done} inputs are not the ones it was made from")
+    from .scan import ScanPartial
+
+    partial = ScanPartial(
+        stats=stats,
+        inputs_scanned=int(header.get("inputs_scanned", 0)),
+        samples=int(header.get("samples", 0)),
+        skipped=list(header.get("skipped", [])),
+    )
+    return done, partial
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,295 @@
+"""Loading a model safely, and the loaded model: its inputs, layers and weights.
+
+External data is read only from inside the model's folder; anything that is not an ONNX model
+raises :class:`~fmviz.errors.ModelError` naming the file. A loaded :class:`ModelGraph` is never
+edited in place: :mod:`fmviz.graph.edits` builds each edited model from its weightless
+:meth:`~ModelGraph.shell` and the weights serialized once (:meth:`~ModelGraph.serialize`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..errors import ModelError
+from .index import opset_version
+from .layers import Layer, UnreachableLayer, find_layers, find_unreachable
+from .shapes import ShapeInfo, infer_shapes, shape_of
+
+_PROTOBUF_LIMIT = (2 << 30) - (64 << 20)  # protobuf serializes at most 2 GB; keep a margin
+_GRAPH_FIELD = 7  # ModelProto.graph
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One graph input: its name, shape (int, symbolic str or None per dim) and numpy dtype."""
+
+    name: str
+    shape: tuple[int | str | None, ...] | None
+    dtype: np.dtype | None
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "shape": list(self.shape) if self.shape is not None else None,
+            "dtype": str(self.dtype) if self.dtype is not None else None,
+        }
+
+
+
+@dataclass(eq=False)
+class ModelGraph:
+    """A loaded model and what fmviz found in it. Treat it as read-only: edits copy."""
+
+    path: Path
+    proto: onnx.ModelProto
+    sha256: str
+    inputs: list[ModelInput]
+    layers: list[Layer]
+    unreachable: list[UnreachableLayer] = field(default_factory=list)
+    shape_info: ShapeInfo = field(default_factory=lambda: ShapeInfo({}, {}))
+
+    @property
+    def opset(self) -> int | None:
+        """The default domain's opset as the model declares it (None when it imports none)."""
+        for entry in self.proto.opset_import:
+            if entry.domain in ("", "ai.onnx"):
+                return int(entry.version)
+        return None
+
+    @property
+    def opset_version(self) -> int:
+        return opset_version(self.proto)
+
+    def to_json(self) -> dict:
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "opset": self.opset,
+            "ir_version": self.proto.ir_version,
+            "producer": self.proto.producer_name or None,
+            "inputs": [i.to_json() for i in self.inputs],
+        }
+
+    def shell(self) -> onnx.ModelProto:
+        """A copy of the model without its (sparse) initializers: cheap to copy and to edit."""
+        shell = onnx.ModelProto()
+        graph = self.proto.graph
+        for name in ("ir_version", "producer_name", "producer_version", "domain",
+                     "model_version", "doc_string"):
+            if self.proto.HasField(name):
+                setattr(shell, name, getattr(self.proto, name))
+        shell.opset_import.extend(self.proto.opset_import)
+        shell.metadata_props.extend(self.proto.metadata_props)
+        shell.functions.extend(self.proto.functions)
+        target = shell.graph
+        target.name = graph.name
+        target.node.extend(graph.node)
+        target.input.extend(graph.input)
+        target.output.extend(graph.output)
+        target.value_info.extend(graph.value_info)
+        if graph.doc_string:
+            target.doc_string = graph.doc_string
+        return shell
+
+    @cached_property
+    def _weights(self) -> bytes:
+        """The initializers and sparse initializers serialized once, as a GraphProto."""
+        weights = onnx.GraphProto()
+        weights.initializer.extend(self.proto.graph.initializer)
+        weights.sparse_initializer.extend(self.proto.graph.sparse_initializer)
+        return weights.SerializeToString()
+
+    def serialize(self, shell: onnx.ModelProto) -> bytes:
+        """``shell`` (an edited :meth:`shell`) with this model's weights, as model bytes.
+
+        Two serialized messages of one type concatenated parse as their merge, with repeated
+        fields appended: the shell's graph bytes followed by the weights' are the whole graph.
+        """
+        if self.proto.ByteSize() >= _PROTOBUF_LIMIT:
+            raise ModelError(
+                f"{self.path}: the model with its weights is over 2 GB, more than protobuf can "
+                "hand to onnxruntime in memory; fmviz does not support such models yet"
+            )
+        graph = shell.graph.SerializeToString() + self._weights
+        rest = onnx.ModelProto()
+        rest.CopyFrom(shell)
+        rest.ClearField("graph")
+        return rest.SerializeToString() + _length_delimited(_GRAPH_FIELD, graph)
+
+
+def _length_delimited(field_number: int, payload: bytes) -> bytes:
+    """A protobuf length-delimited field: tag, varint length, payload."""
+    return _varint(field_number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def load_model(path: str | os.PathLike, expose_if: bool = False) -> ModelGraph:
+    """Load an ONNX file safely and find its layers.
+
+    External data is read only from inside the model's folder; anything that is not an ONNX
+    model raises :class:`ModelError` naming the file. With ``expose_if``, convolutions inside
+    ``If`` branches are threaded out as extra outputs of their ``If`` (see
+    :mod:`fmviz.controlflow`) and become layers; those in ``Loop``/``Scan`` stay unreachable.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelError(f"{path}: is a folder, not an ONNX model file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not data:
+        raise ModelError(f"{path}: empty file, not an ONNX model")
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except Exception as exc:  # protobuf raises DecodeError and, on some inputs, others
+        raise ModelError(f"{path}: not an ONNX model (cannot parse it as protobuf)") from exc
+    if not proto.HasField("graph") or not proto.opset_import or proto.ir_version <= 0:
+        raise ModelError(f"{path}: not an ONNX model (no graph, opset or IR version)")
+    bad = _non_text_string(proto)
+    if bad is not None:  # protobuf hands invalid UTF-8 in a string field back as bytes
+        raise ModelError(f"{path}: not a valid ONNX model (a name is not UTF-8 text: {bad[:40]!r})")
+    _load_external_data(proto, path)
+    sha256 = hashlib.sha256(data).hexdigest()
+    del data
+    return analyse(proto, path, sha256, expose_if)
+
+
+def analyse(
+    proto: onnx.ModelProto,
+    path: str | os.PathLike = "<model>",
+    sha256: str | None = None,
+    expose_if: bool = False,
+) -> ModelGraph:
+    """What fmviz finds in a parsed model (its layers, inputs, shapes): :func:`load_model`
+    without the file. ``proto`` must not be changed afterwards."""
+    path = Path(path)
+    if sha256 is None:
+        sha256 = hashlib.sha256(proto.SerializeToString()).hexdigest()
+    try:
+        shape_info = infer_shapes(proto)
+        layers = find_layers(proto, shape_info.shapes)
+        inputs = _model_inputs(proto, shape_info.shapes)
+        unreachable = find_unreachable(proto.graph)
+    except Exception as exc:
+        # A malformed graph (an attribute of the wrong type, an unknown element type, ...) can
+        # trip the analysis anywhere. When onnx's checker confirms the model is invalid, that
+        # is the user's error and the checker says why; otherwise it is a bug in fmviz.
+        reason = _checker_reason(proto)
+        if reason is None:
+            raise
+        raise ModelError(f"{path}: not a valid ONNX model ({reason})") from exc
+    if expose_if and any(u.parent_op == "If" for u in unreachable):
+        from .controlflow import thread_if_outputs
+
+        proto, threaded = thread_if_outputs(proto, start_index=len(layers))
+        layers = layers + threaded
+        # what could not be threaded (Loop and Scan bodies, or convs under them) stays listed
+        still_inside = find_unreachable(proto.graph)
+        threaded_names = {layer.name for layer in threaded}
+        unreachable = [u for u in still_inside if u.name not in threaded_names]
+    return ModelGraph(
+        path=path,
+        proto=proto,
+        sha256=sha256,
+        inputs=inputs,
+        layers=layers,
+        unreachable=unreachable,
+        shape_info=shape_info,
+    )
+
+
+def _checker_reason(proto: onnx.ModelProto) -> str | None:
+    """The first line of onnx.checker's complaint about ``proto``, or None if it passes."""
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # ValidationError, or anything the checker trips on itself
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return lines[0] if lines else type(exc).__name__
+    return None
+
+
+def _non_text_string(message) -> bytes | None:
+    """The first string field (names, op types, domains, ... at any depth) that is not valid
+    UTF-8, else None. Tensor data are bytes or numbers and are not visited."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    string, nested = FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE
+    for descriptor, value in message.ListFields():
+        if descriptor.type != string and descriptor.type != nested:
+            continue
+        repeated = (
+            descriptor.is_repeated
+            if hasattr(descriptor, "is_repeated")
+            else descriptor.label == FieldDescriptor.LABEL_REPEATED
+        )
+        for item in value if repeated else (value,):
+            if descriptor.type == string:
+                if not isinstance(item, str):
+                    return bytes(item)
+            else:
+                found = _non_text_string(item)
+                if found is not None:
+                    return found
+    return None
+
+
+def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    from onnx import external_data_helper as edh
+
+    base = Path(os.path.realpath(path.parent))
+    tensors = [t for t in edh._get_all_tensors(proto) if edh.uses_external_data(t)]
+    for tensor in tensors:
+        info = edh.ExternalDataInfo(tensor)
+        location = info.location or ""
+        target = Path(os.path.realpath(base / location))
+        if not location or os.path.isabs(location) or base not in target.parents:
+            raise ModelError(
+                f"{path}: external data {location!r} of tensor {tensor.name!r} "
+                "points outside the model's folder; refusing to read it"
+            )
+        if not target.is_file():
+            raise ModelError(f"{path}: external data file {location!r} is missing")
+    if tensors:
+        try:
+            edh.load_external_data_for_model(proto, str(base))
+        except Exception as exc:
+            raise ModelError(f"{path}: cannot read its external data ({exc})") from exc
+
+
+
+def _model_inputs(proto: onnx.ModelProto, shapes: dict) -> list[ModelInput]:
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = []
+    for info in proto.graph.input:
+        if info.name in initializers:  # old exporters list weights as inputs
+            continue
+        elem = info.type.tensor_type.elem_type if info.type.HasField("tensor_type") else 0
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)) if elem else None
+        except (KeyError, ValueError, TypeError):  # an element type this onnx does not know
+            dtype = None  # never fed a file; onnxruntime will say what it thinks of it
+        inputs.append(ModelInput(info.name, shape_of(info.type), dtype))
+    return inputs
+
