@@ -11,6 +11,13 @@ onnxruntime's Conv+BN folding and Conv+activation fusion matter, as they do in e
 - :func:`detector`: a YOLOv8n-like detector, 64 convolutions with SiLU written ``x*Sigmoid(x)``,
   C2f blocks (Split/Concat), SPPF, an upsampling neck and a decoupled head; input
   ``[1, 3, 640, 640]``.
+- :func:`mobilenet_v3_small`: MobileNetV3-Small shape (Howard et al. 2019: 11 inverted residual
+  blocks with 3x3/5x5 depthwise convolutions, squeeze-excitation of GlobalAveragePool, two 1x1
+  convolutions and a ``HardSigmoid`` gate, ReLU in the first three blocks and HardSwish after),
+  HardSwish written as the ONNX ``HardSwish`` op in even blocks and decomposed as PyTorch's older
+  exports write it, ``x * Clip(x + 3, 0, 6) / 6``, in odd ones and the stem; a pooled head of
+  1x1 convolutions (576 -> pool -> 1024 -> 1000); input ``["N", 3, 224, 224]``. Not in
+  :data:`BUILDERS` (the full benchmark's model set is unchanged); ``build()`` makes it too.
 """
 
 from __future__ import annotations
@@ -310,7 +317,93 @@ def detector(seed: int = 8, size: int = 640, width: float = 1.0) -> onnx.ModelPr
     )
 
 
+# ----------------------------------------------------------------------------- MobileNetV3-Small
+
+# kernel, expanded channels, output channels, squeeze-excitation, HardSwish (else ReLU), stride
+V3_SMALL = ((3, 16, 16, True, False, 2), (3, 72, 24, False, False, 2),
+            (3, 88, 24, False, False, 1), (5, 96, 40, True, True, 2),
+            (5, 240, 40, True, True, 1), (5, 240, 40, True, True, 1),
+            (5, 120, 48, True, True, 1), (5, 144, 48, True, True, 1),
+            (5, 288, 96, True, True, 2), (5, 576, 96, True, True, 1),
+            (5, 576, 96, True, True, 1))
+
+
+def _divisible(value: float, divisor: int = 8) -> int:
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def _hardswish(b: _Builder, x: str, name: str, decomposed: bool) -> str:
+    """HardSwish as one ONNX op, or as ``x * Clip(x + 3, 0, 6) / 6`` (Add, Clip, Mul, Div)."""
+    if not decomposed:
+        return b.node("HardSwish", [x], f"{name}/HardSwish")[0]
+    shifted = b.node("Add", [x, b.const(3.0)], f"{name}/Add")[0]
+    gate = b.node("Clip", [shifted, b.const(0.0), b.const(6.0)], f"{name}/Clip")[0]
+    product = b.node("Mul", [x, gate], f"{name}/Mul")[0]
+    return b.node("Div", [product, b.const(6.0)], f"{name}/Div")[0]
+
+
+def mobilenet_v3_small(seed: int = 3, width: float = 1.0, size: int = 224) -> onnx.ModelProto:
+    b = _Builder(seed)
+    stem = _divisible(16 * width)
+    x = b.bn(b.conv("input", 3, stem, 3, 2, name="/features/0/0/Conv"), stem,
+             "/features/0/1/BatchNormalization")
+    x = _hardswish(b, x, "/features/0/2", decomposed=True)
+    cin = stem
+    for index, (k, exp, out, se, hs, s) in enumerate(V3_SMALL, start=1):
+        exp, out = _divisible(exp * width), _divisible(out * width)
+        p = f"/features/{index}/block"
+        decomposed = index % 2 == 1
+
+        def act(y: str, name: str, hs: bool = hs, decomposed: bool = decomposed) -> str:
+            return _hardswish(b, y, name, decomposed) if hs else b.relu(y, f"{name}/Relu")
+
+        y, j = x, 0
+        if exp != cin:
+            y = act(b.bn(b.conv(y, cin, exp, 1, name=f"{p}/{j}/0/Conv"), exp,
+                         f"{p}/{j}/1/BatchNormalization"), f"{p}/{j}/2")
+            j += 1
+        y = act(b.bn(b.conv(y, exp, exp, k, s, group=exp, name=f"{p}/{j}/0/Conv"), exp,
+                     f"{p}/{j}/1/BatchNormalization"), f"{p}/{j}/2")
+        j += 1
+        if se:
+            squeeze = _divisible(exp / 4)
+            q = f"{p}/{j}"
+            g = b.node("GlobalAveragePool", [y], f"{q}/avgpool/GlobalAveragePool")[0]
+            g = b.relu(b.conv(g, exp, squeeze, 1, name=f"{q}/fc1/Conv", bias=True),
+                       f"{q}/activation/Relu")
+            g = b.conv(g, squeeze, exp, 1, name=f"{q}/fc2/Conv", bias=True, gain=1.0)
+            g = b.node("HardSigmoid", [g], f"{q}/scale_activation/HardSigmoid",
+                       alpha=1.0 / 6.0, beta=0.5)[0]
+            y = b.node("Mul", [g, y], f"{q}/Mul")[0]
+            j += 1
+        y = b.bn(b.conv(y, exp, out, 1, name=f"{p}/{j}/0/Conv"), out,
+                 f"{p}/{j}/1/BatchNormalization", gamma=0.5)
+        if s == 1 and cin == out:
+            y = b.node("Add", [y, x], f"/features/{index}/Add")[0]
+        x, cin = y, out
+    index = len(V3_SMALL) + 1
+    last = _divisible(576 * width)
+    x = b.bn(b.conv(x, cin, last, 1, name=f"/features/{index}/0/Conv"), last,
+             f"/features/{index}/1/BatchNormalization")
+    x = _hardswish(b, x, f"/features/{index}/2", decomposed=False)
+    x = b.node("GlobalAveragePool", [x], "/avgpool/GlobalAveragePool")[0]
+    head = _divisible(1024 * width)
+    x = b.conv(x, last, head, 1, name="/classifier/0/Conv", bias=True)
+    x = _hardswish(b, x, "/classifier/1", decomposed=True)
+    x = b.conv(x, head, 1000, 1, name="/classifier/3/Conv", bias=True, gain=1.0)
+    b.nodes.append(helper.make_node("Flatten", [x], ["logits"], name="/Flatten", axis=1))
+    return b.model(
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])],
+        "mobilenet_v3_small",
+        "MobileNetV3-Small-shaped benchmark model, random deterministic weights.",
+    )
+
+
 BUILDERS = {"resnet50": resnet50, "mobilenet_v2": mobilenet_v2, "detector": detector}
+# built on request only (benchmarks/zoo.py), not by the full benchmark's loop over BUILDERS
+EXTRA_BUILDERS = {"mobilenet_v3_small": mobilenet_v3_small}
 
 
 def build(name: str, folder: Path, tag: str = "", **params) -> Path:
@@ -318,7 +411,7 @@ def build(name: str, folder: Path, tag: str = "", **params) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}{tag}-v{BUILDER_VERSION}.onnx"
     if not path.exists():
-        model = BUILDERS[name](**params)
+        model = {**BUILDERS, **EXTRA_BUILDERS}[name](**params)
         tmp = path.with_suffix(".part")
         tmp.write_bytes(model.SerializeToString())
         tmp.replace(path)
