@@ -352,8 +352,9 @@ class _Walker:
                 results = self.step(node, attrs, state)
             except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError):
                 results = None
-            if results is None:
-                results = [_all_whole(self.join([state[n] for n in reads]))] * len(outputs)
+            if results is None or None in results:
+                fallback = _all_whole(self.join([state[n] for n in reads]))
+                results = [fallback if r is None else r for r in results or [None] * len(outputs)]
             if all(state[n].summary for n in reads):  # statistics of statistics
                 results = [
                     replace(_all_whole(r, keep_places=True), summary=True, context=False)
