@@ -287,7 +287,7 @@ def _graph_shapes(graph: onnx.GraphProto) -> dict[str, tuple]:
     for info in [*graph.input, *graph.value_info, *graph.output]:
         if not info.type.HasField("tensor_type") or not info.type.tensor_type.HasField("shape"):
             continue
-        dims = []
+        dims: list[int | str | None] = []
         for dim in info.type.tensor_type.shape.dim:
             if dim.HasField("dim_value"):
                 dims.append(int(dim.dim_value))
@@ -349,23 +349,23 @@ class _Walker:
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             outputs = [o for o in node.output if o]
             try:
-                results = self.step(node, attrs, state)
+                stepped = self.step(node, attrs, state)
             except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError):
-                results = None
-            if results is None or None in results:
-                fallback = _all_whole(self.join([state[n] for n in reads]))
-                results = [fallback if r is None else r for r in results or [None] * len(outputs)]
+                stepped = None
+            fallback = _all_whole(self.join([state[n] for n in reads]))
+            results = [
+                fallback if r is None else r for r in (stepped or [fallback] * len(outputs))
+            ]
             if all(state[n].summary for n in reads):  # statistics of statistics
                 results = [
                     replace(_all_whole(r, keep_places=True), summary=True, context=False)
                     for r in results
                 ]
             for name, result in zip(outputs, results, strict=False):
-                if result is not None:
-                    shape = self.shapes.get(name)
-                    if shape is not None:
-                        result = self.with_shape(result, shape)
-                    state[name] = result
+                shape = self.shapes.get(name)
+                if shape is not None:
+                    result = self.with_shape(result, shape)
+                state[name] = result
 
     def with_shape(self, state: _State, shape: Sequence) -> _State:
         """Lengths and rank from a known shape."""
@@ -573,6 +573,8 @@ class _Walker:
     def _transposed(a, i, n, span, s, pads, auto, output_padding, output_shape) -> _Axis:
         extra = int(output_padding[i]) if output_padding else 0
         length = a.length
+        total: int | None
+        target: int | None
         if output_shape is not None:
             target = int(list(output_shape)[-n + i])
             if length is None:
@@ -918,6 +920,7 @@ class _Walker:
             return None
         rank = self.rank(node.input[0], data)
         keepdims = bool(attrs.get("keepdims", 1))
+        listed: list[int] | None
         if op in ("ArgMax", "ArgMin"):
             listed = [int(attrs.get("axis", 0))]
         else:
@@ -930,8 +933,9 @@ class _Walker:
             if op not in ("ArgMax", "ArgMin") and attrs.get("noop_with_empty_axes", 0):
                 return data
             return self.reduce(data, lambda at: True, keepdims)
-        where = [self.negative(int(v), rank) for v in listed]
-        if None in where:
+        found = [self.negative(int(v), rank) for v in listed]
+        where = [v for v in found if v is not None]
+        if len(where) < len(found):
             return None
         result = self.reduce(data, lambda at: at in where, True)
         if keepdims:

@@ -14,9 +14,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from fmviz.receptive import AxisField, Field, receptive_fields
-
 import models as tm
+from fmviz.receptive import AxisField, Field, receptive_fields
 
 
 def _model(nodes, inits, in_shape, outputs=None, opset=tm.OPSET, check=False):
