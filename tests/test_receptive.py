@@ -470,3 +470,25 @@ def test_oracle_slice_and_strided_residual_hold():
         7, 2, 2 - 3, True)
     # containment everywhere (padding read at inner layers shrinks some fields)
     _check_against_oracle(model, [1, 1, 19, 18], fields, ["a", "b", "short", "sum"], equal=False)
+
+
+def test_split_concat_on_the_time_axis_and_recurrent_layers():
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["c"], kernel_shape=[3], strides=[2]),  # L 9
+        helper.make_node("Split", ["c", "sizes"], ["first", "second"], axis=2),
+        helper.make_node("Concat", ["second", "first"], ["swapped"], axis=2),
+        helper.make_node("Concat", ["first", "zeros"], ["extended"], axis=-1),
+        helper.make_node("Transpose", ["c"], ["lnc"], perm=[2, 0, 1]),  # [L, N, C]
+        helper.make_node("LSTM", ["lnc", "W", "R"], ["y", "y_h"], hidden_size=3),
+    ]
+    inits = [_w("w", [2, 1, 3]), tm.const("sizes", [4, 5], np.int64),
+             tm.const("zeros", np.zeros((1, 2, 3))), _w("W", [1, 12, 2]), _w("R", [1, 12, 3])]
+    model = _model(nodes, inits, [1, 1, 19], ["swapped", "extended", "y", "y_h"])
+    fields = receptive_fields(model.graph, "input", (-1,))
+    assert _axis(fields["first"]) == (3, 2, 0, True)
+    assert _axis(fields["second"]) == (3, 2, 8, True)  # starts 4 steps of 2 later
+    assert fields["swapped"].axes[0].size is None  # positions restart halfway
+    assert fields["extended"].axes == fields["first"].axes  # constant tail: no shift
+    assert fields["lnc"].tensor_axes == (-3,)
+    assert fields["y"].tensor_axes == (-4,) and fields["y"].axes[0].size is None
+    assert fields["y_h"].tensor_axes == (None,)
