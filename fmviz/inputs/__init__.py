@@ -148,6 +148,17 @@ def time_axis_of(target: ModelInput, layout: str | None = None) -> int | None:
     return -2 if found == "NLC" else -1
 
 
+def spatial_axes(target: ModelInput, layout: str | None = None) -> tuple[int, ...] | None:
+    """The input's spatial axes (from the end): ``(-2, -1)`` for NCHW images, ``(-3, -2)`` for
+    NHWC, the time axis of a series; None for other inputs."""
+    if target.shape is not None and len(target.shape) == 4:
+        from .images import image_layout
+
+        return (-3, -2) if image_layout(target, layout) == "NHWC" else (-2, -1)
+    axis = time_axis_of(target, layout)
+    return (axis,) if axis is not None else None
+
+
 def concrete_shape(shape, known: dict[str, int] | None = None) -> tuple[int, ...]:
     """A declared shape with dynamic dims replaced: by ``known`` symbols, else 1."""
     known = known or {}

@@ -86,7 +86,7 @@ class TimeAxis:
 
     stride: float
     offset: float
-    method: str  # "graph" | "length-ratio" | "identity"
+    method: str  # "graph" | "graph-estimate" | "length-ratio" | "identity"
     input_length: int
     output_length: int
 
@@ -112,11 +112,12 @@ def layer_time_axis(probe: Probe, length_in: int, length_out: int) -> TimeAxis:
     """Where each output step of ``probe``'s layer sits on the input's time axis: the graph's
     answer (:attr:`Probe.time_axis`) where it fits the lengths, else the length ratio."""
     if probe.time_axis is not None and length_in > 0:
-        stride, offset = probe.time_axis
+        stride, offset, exact = probe.time_axis
         last = offset + stride * (length_out - 1)
         slack = stride + 1.0
         if stride > 0 and offset >= -slack and last <= length_in - 1 + slack:
-            return TimeAxis(float(stride), float(offset), "graph", length_in, length_out)
+            method = "graph" if exact else "graph-estimate"
+            return TimeAxis(float(stride), float(offset), method, length_in, length_out)
     return ratio_time_axis(length_in, length_out)
 
 

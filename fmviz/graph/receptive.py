@@ -53,7 +53,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import onnx
 
-from .graph import GraphIndex, topological_order
+from .index import GraphIndex, attr_graphs, node_inputs, opset_version, topological_order
 
 __all__ = ["AxisField", "Field", "receptive_fields"]
 
@@ -220,11 +220,9 @@ def receptive_fields(
     fmviz's layer table has them) to the graph's own ``value_info``: both only sharpen SAME
     padding, broadcasts and reshapes. ``strict``: see "Global context" in the module docs.
     """
-    opset = 18
+    opset = 18  # a bare graph: the rules of a recent opset
     if isinstance(graph, onnx.ModelProto):
-        for entry in graph.opset_import:
-            if entry.domain in ("", "ai.onnx"):
-                opset = entry.version
+        opset = opset_version(graph)
         graph = graph.graph
     known_shapes = _graph_shapes(graph)
     for name, shape in (shapes or {}).items():
@@ -297,25 +295,10 @@ def _graph_shapes(graph: onnx.GraphProto) -> dict[str, tuple]:
     return shapes
 
 
-def _subgraph_reads(node: onnx.NodeProto) -> list[str]:
-    """Outer-scope names a node's subgraphs read (they are its inputs too)."""
-    names: list[str] = []
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for sub in graphs:
-            defined = {i.name for i in sub.input} | {t.name for t in sub.initializer}
-            for inner in sub.node:
-                defined.update(inner.output)
-            for inner in sub.node:
-                names.extend(n for n in [*inner.input, *_subgraph_reads(inner)] if n)
-            names = [n for n in names if n not in defined]
-    return names
-
-
 class _Walker:
     def __init__(self, graph: onnx.GraphProto, shapes: dict, strict: bool, opset: int):
         self.graph = graph
-        self.index = GraphIndex(graph)
+        self.index = GraphIndex(graph, opset)
         self.shapes = shapes
         self.strict = strict
         self.opset = opset
@@ -340,10 +323,10 @@ class _Walker:
         return None if rank is None else axis - rank
 
     def run(self, state: dict[str, _State]) -> None:
-        for node in topological_order(list(self.graph.node), set()):
+        for node in topological_order(list(self.graph.node)):
             if node.op_type in ("Shape", "Size"):
                 continue  # a shape does not depend on the values
-            reads = [n for n in [*node.input, *_subgraph_reads(node)] if n in state]
+            reads = [n for n in node_inputs(node) if n in state]
             if not reads:
                 continue
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -427,7 +410,7 @@ class _Walker:
         op = node.op_type
         n_out = len([o for o in node.output if o])
         deps = [state[n] for n in node.input if n in state]
-        if node.domain not in ("", "ai.onnx") or _subgraph_reads(node):
+        if node.domain not in ("", "ai.onnx") or any(attr_graphs(a) for a in node.attribute):
             return None
         if op in _ELEMENTWISE:
             return [self.join(deps)] * n_out
