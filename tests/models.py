@@ -818,3 +818,42 @@ BUILDERS = {
     "qlinear_conv": qlinear_conv,
     "conv_integer": conv_integer,
 }
+
+
+def conv_bias_subexpression(kind: str) -> onnx.ModelProto:
+    """Exporter style bias written as a constant subexpression, then Relu.
+
+    ``kind``: ``reshape`` (``Add(conv_out, Reshape(Constant [6], Constant [3]))``), ``unsqueeze``
+    (``Unsqueeze(Unsqueeze(initializer [6]))`` to ``[6, 1, 1]``) or ``cast`` (``Cast`` of a
+    float64 ``[1, 6, 1, 1]`` initializer). Layer ``conv``: pre ``conv_out``, post ``relu_out``,
+    6 channels, activation ``Relu``.
+    """
+    rng = np.random.default_rng(3)
+    c, inits = conv(rng, "conv", "input", "conv_out", 3, 6, bias=False)
+    values = (rng.standard_normal(6) * 0.5).astype(np.float32)
+    nodes = [c]
+    if kind == "reshape":
+        nodes += [
+            helper.make_node("Constant", [], ["bias_flat"], value=numpy_helper.from_array(values)),
+            helper.make_node("Constant", [], ["bias_shape"],
+                             value=numpy_helper.from_array(np.array([6, 1, 1], np.int64))),
+            helper.make_node("Reshape", ["bias_flat", "bias_shape"], ["bias"]),
+        ]
+    elif kind == "unsqueeze":
+        inits += [init("bias_flat", values), const("axes", [1, 2], np.int64)]
+        nodes += [helper.make_node("Unsqueeze", ["bias_flat", "axes"], ["bias"])]
+    elif kind == "cast":
+        inits += [init("bias64", values.astype(np.float64).reshape(1, 6, 1, 1))]
+        nodes += [helper.make_node("Cast", ["bias64"], ["bias"], to=FLOAT)]
+    else:
+        raise ValueError(kind)
+    nodes += [
+        helper.make_node("Add", ["conv_out", "bias"], ["biased"], name="bias_add"),
+        relu("relu", "biased", "relu_out"),
+    ]
+    return make_model(
+        nodes,
+        [tensor_input("input", ["N", 3, 16, 16])],
+        [tensor_input("relu_out", ["N", 6, 16, 16])],
+        inits,
+    )

@@ -814,3 +814,20 @@ def test_only_constants_broadcast_along_channels_are_affine(tmp_path, shape, aff
     assert (layer.post_tensor, layer.activation) == (
         ("act", "Relu") if affine else ("conv_out", None)
     )
+
+
+@pytest.mark.parametrize("kind", ["reshape", "unsqueeze", "cast"])
+def test_bias_written_as_a_constant_subexpression_is_followed(kind, tmp_path):
+    """Exporters emit biases as Reshape(Constant, Constant), Unsqueeze or Cast of initializers:
+    still a per-channel constant, so ``post`` is the Relu after it (with the bias applied)."""
+    model = models.conv_bias_subexpression(kind)
+    mg = _load(model, tmp_path)
+    (layer,) = mg.layers
+    assert (layer.pre_tensor, layer.post_tensor, layer.activation) == (
+        "conv_out", "relu_out", "Relu")
+    feeds = models.random_input(model, seed=4)
+    (expected,) = models.reference_outputs(model, feeds, ["relu_out"])
+    session = open_session(expose(mg, [layer.post_tensor]), ["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(feeds, ["relu_out"])["relu_out"], expected,
+                               rtol=1e-5, atol=1e-6)
+    assert (expected > 0).any() and (expected == 0).any()

@@ -1,7 +1,8 @@
 """Self-contained HTML pages: a run's gallery (``index.html``) and a dead-filter scan report.
 
 Each page is one file that opens from ``file://`` with no server and no network: CSS and
-JavaScript are inline, pictures are the run's PNGs referenced by their plain file names in the
+JavaScript (package data in ``assets/``, linted and tested as what they are) are inlined when the
+page is written, pictures are the run's PNGs referenced by their plain file names in the
 same folder. Safety, in layers:
 
 - every string from the model or the manifest goes through :func:`html.escape`;
@@ -13,16 +14,18 @@ same folder. Safety, in layers:
 
 Public functions: :func:`write_run_page` (called by ``fmviz run --html``),
 :func:`scan_page_html` (the page ``fmviz dead-filters --report scan.html`` writes, through
-:mod:`fmviz.report`) and :func:`run_page_html`, which return the page text.
+:mod:`fmviz.reports.deadfilters`) and :func:`run_page_html`, which return the page text.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
@@ -154,6 +157,18 @@ def _dl(rows: Sequence[tuple[str, str]]) -> str:
     return '<dl class="kv">' + "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 
+@functools.lru_cache(maxsize=8)
+def _asset(name: str) -> str:
+    """A CSS or JavaScript file shipped in ``fmviz/reports/assets`` (inlined into each page, so
+    pages stay self-contained)."""
+    return (resources.files(__package__) / "assets" / name).read_text(encoding="utf-8")
+
+
+def _script(name: str) -> str:
+    """A page script with the shared number formatting (``format.js``) in front of it."""
+    return _asset("format.js") + _asset(name)
+
+
 def _page(title: str, body: str, data, script: str, nonce: str) -> str:
     csp = (
         # file: as well as 'self': browsers differ on whether 'self' matches file:// pages
@@ -166,7 +181,8 @@ def _page(title: str, body: str, data, script: str, nonce: str) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="referrer" content="no-referrer">\n'
-        f'<title>{_e(title)}</title>\n<style nonce="{nonce}">{_CSS}</style>\n</head>\n'
+        f'<title>{_e(title)}</title>\n<style nonce="{nonce}">{_asset("gallery.css")}</style>\n'
+        "</head>\n"
         f"<body>\n{body}\n"
         f'<script type="application/json" id="fmviz-data">{_script_json(data)}</script>\n'
         f'<script nonce="{nonce}">{script}</script>\n</body>\n</html>\n'
@@ -507,7 +523,7 @@ def run_page_html(manifest: Mapping, *, picture: str | None = None, signal=None)
         + "".join(_layer_section(pos, layer) for pos, layer in enumerate(layers))
         + "</main>"
     )
-    return _page(title, body, _run_data(manifest), _RUN_JS, nonce)
+    return _page(title, body, _run_data(manifest), _script("run.js"), nonce)
 
 
 # ----------------------------------------------------------------------------- scan page
@@ -717,348 +733,5 @@ def scan_page_html(report: Mapping) -> str:
         f'<h2 class="sec">Layers</h2>{table}{"".join(sections)}{skipped_html}</main>'
         '<div id="tip" hidden></div>'
     )
-    return _page(f"fmviz · dead filters · {model_name}", body, _scan_data(report), _SCAN_JS, nonce)
-
-
-# ----------------------------------------------------------------------------- CSS and JS
-
-_CSS = """
-:root{--fg:#1d2330;--muted:#667085;--line:#d9dee7;--bg:#fff;--soft:#f5f7fa;--accent:#2458b3;
---dead:#d1352b;--constant:#8e5cc4;--rare:#e69b1e;--healthy:#3f9b59}
-*{box-sizing:border-box}
-[hidden]{display:none!important}
-body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);
-background:var(--bg)}
-header{padding:14px 24px 6px;border-bottom:1px solid var(--line);background:var(--soft)}
-header p{margin:2px 0 6px}
-h1{font-size:20px;margin:0}h1 small{font-weight:400;color:var(--muted)}
-main{padding:8px 24px 40px;max-width:1400px}
-h2{font-size:16px;margin:0 0 4px;word-break:break-all}h2.sec{margin:22px 0 8px}
-h3{font-size:13px;margin:12px 0 4px;color:var(--muted)}
-code{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-break:break-all}
-a{color:var(--accent);text-decoration:none}a:hover{text-decoration:underline}
-.muted{color:var(--muted)}.warn{color:var(--dead)}
-.summary{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start;margin-top:12px}
-.summary>div{flex:1 1 420px;min-width:0}
-dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:3px 14px;margin:0}
-dl.kv dt{color:var(--muted)}dl.kv dd{margin:0;min-width:0}
-details.more{margin-top:10px}summary{cursor:pointer;color:var(--accent)}
-table{border-collapse:collapse}
-table.kvt th{text-align:left;font-weight:400;color:var(--muted);padding:1px 12px 1px 0;
-vertical-align:top}table.kvt td{padding:1px 0;word-break:break-all}
-figure{margin:0}figure.input{flex:0 1 auto;text-align:center}
-figure.input img{display:block;max-width:320px;max-height:320px;min-width:192px;
-image-rendering:pixelated;border:1px solid var(--line)}
-figcaption{font-size:12px;color:var(--muted);margin-top:4px}
-svg.signal{max-width:100%;height:auto;border:1px solid var(--line);background:var(--soft)}
-svg.signal polyline{fill:none;stroke:var(--accent);stroke-width:1}
-svg.signal text{font-size:10px;fill:var(--muted)}
-table.list{width:100%;font-size:13px}
-table.list th,table.list td{padding:3px 8px;border-bottom:1px solid var(--line);text-align:left}
-table.list th{background:var(--soft);font-weight:600}
-table.list tr:hover td{background:#f0f4fb}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.views{display:flex;gap:4px;align-items:center;margin:10px 0 6px;flex-wrap:wrap}
-.views button{font:inherit;font-size:12px;padding:3px 10px;border:1px solid var(--line);
-background:var(--bg);border-radius:4px;cursor:pointer;color:var(--fg)}
-.views button[aria-pressed=true]{background:var(--accent);border-color:var(--accent);color:#fff}
-section.layer{border-top:1px solid var(--line);padding:16px 0 4px;margin-top:16px}
-.idx{display:inline-block;min-width:2.2em;padding:0 6px;margin-right:4px;border-radius:4px;
-background:var(--soft);border:1px solid var(--line);text-align:center;font-weight:600}
-p.meta{margin:2px 0;color:var(--muted)}p.meta b,p.meta code{color:var(--fg)}
-.body{display:flex;gap:20px;align-items:flex-start;flex-wrap:wrap}
-figure.pic{position:relative;flex:0 1 auto;max-width:100%;line-height:0}
-figure.pic img{max-width:100%;image-rendering:pixelated;border:1px solid var(--line)}
-figure.pic img.pickable{cursor:crosshair}
-.pick{position:absolute;border:2px solid #ffcc00;box-shadow:0 0 0 1px #000;pointer-events:none}
-aside.zoom{flex:0 0 260px;min-height:120px;padding:10px;border:1px solid var(--line);
-border-radius:6px;background:var(--soft)}
-aside.zoom canvas{display:block;image-rendering:pixelated;margin:0 auto 8px;
-border:1px solid var(--line);background:#000}
-aside.zoom dl{font-size:13px}
-details.channels{margin-top:10px}
-table.stats{font-size:12px;margin-top:6px}
-table.stats th,table.stats td{padding:2px 10px;border-bottom:1px solid var(--line);text-align:right;
-font-variant-numeric:tabular-nums}
-table.stats th button{font:inherit;font-weight:600;border:0;background:none;cursor:pointer;
-padding:0;color:var(--fg)}
-table.stats th[aria-sort=ascending] button::after{content:" ▲"}
-table.stats th[aria-sort=descending] button::after{content:" ▼"}
-table.stats tr.sel td{background:#fff3bf}table.stats tr.hidden td{color:var(--muted)}
-table.stats tbody tr{cursor:pointer}
-p.top{text-align:right;margin:4px 0 0;font-size:12px}
-.cards{display:flex;gap:10px;flex-wrap:wrap;margin:14px 0}
-.card{border:1px solid var(--line);border-radius:6px;padding:8px 14px;min-width:110px;
-background:var(--soft)}
-.card b{display:block;font-size:20px}.card span{color:var(--muted);font-size:12px}
-.card small{font-size:12px;font-weight:400;color:var(--muted)}
-.c-dead-t{border-left:4px solid var(--dead)}.c-rare-t{border-left:4px solid var(--rare)}
-.c-constant-t{border-left:4px solid var(--constant)}
-.c-healthy-t{border-left:4px solid var(--healthy)}
-.card.warn{border-left:4px solid var(--dead)}
-.c-dead{fill:var(--dead);background:var(--dead)}.c-rare{fill:var(--rare);background:var(--rare)}
-.c-constant{fill:var(--constant);background:var(--constant)}
-.c-healthy{fill:var(--healthy);background:var(--healthy)}
-i.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px}
-p.legend{margin:10px 0;font-size:13px}
-svg.bar{display:block;background:var(--soft);border-radius:2px;margin:6px 0}
-.chart{margin:10px 0}.chart-label{font-size:12px;color:var(--muted)}
-.plot{display:flex;gap:6px;align-items:stretch}
-svg.chan{width:100%;max-width:720px;height:84px;background:var(--soft);border:1px solid var(--line)}
-svg.chan line.mark{stroke:#555;stroke-dasharray:3 3;stroke-width:1;vector-effect:non-scaling-stroke}
-.ticks{display:flex;flex-direction:column;justify-content:space-between;font-size:11px;
-color:var(--muted)}
-.classes p{margin:3px 0;font-size:13px;word-break:break-word}
-#tip{position:fixed;z-index:9;pointer-events:none;background:#1d2330;color:#fff;font-size:12px;
-padding:4px 8px;border-radius:4px;white-space:pre}
-"""
-
-# Number formatting shared by both pages' scripts (spliced in at /*@fmt@*/ below).
-_FMT_JS = r"""
-function fmt(v){
-  if (v === null || v === undefined) return "\u2014";
-  if (v === 0) return "0";
-  var a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
-  return String(Number(v.toPrecision(4)));
-}
-"""
-
-_RUN_JS = r"""
-(function(){
-"use strict";
-var DATA = JSON.parse(document.getElementById("fmviz-data").textContent);
-var ZOOM_BOX = 224, THIN = 32, TARGET = 560, cache = {};
-/*@fmt@*/
-function pct(v){ return (v === null || v === undefined) ? "\u2014" : (100 * v).toFixed(1) + "%"; }
-function picture(url){
-  var im = cache[url];
-  if (!im){ im = new Image(); im.src = url; cache[url] = im; }
-  return im;
-}
-// t: {x0, y0, w, h, gx, gy, cols, rows, channels}: box k at x0 + col*(w+gx), y0 + row*(h+gy)
-function tileAt(t, x, y){
-  var col = Math.floor((x - t.x0) / (t.w + t.gx)), row = Math.floor((y - t.y0) / (t.h + t.gy));
-  if (col < 0 || row < 0 || col >= t.cols || row >= t.rows) return -1;
-  if (x - t.x0 - col * (t.w + t.gx) >= t.w || y - t.y0 - row * (t.h + t.gy) >= t.h) return -1;
-  var k = row * t.cols + col;
-  return k < t.channels.length ? k : -1;
-}
-function box(t, k){
-  var r = Math.floor(k / t.cols), c = k % t.cols;
-  return {x: t.x0 + c * (t.w + t.gx), y: t.y0 + r * (t.h + t.gy), w: t.w, h: t.h};
-}
-function setup(section){
-  var L = DATA.layers[+section.dataset.pos], T = L.tiles;
-  var img = section.querySelector("img.map");
-  var buttons = section.querySelectorAll(".views button");
-  var canvas = section.querySelector("canvas.zoom-tile");
-  var statsEl = section.querySelector(".zoom-stats");
-  var hint = section.querySelector(".zoom-hint");
-  var pick = section.querySelector(".pick");
-  var srcOf = {};
-  buttons.forEach(function(b){ srcOf[b.dataset.view] = b.dataset.src; });
-  var pinned = -1, shown = -1, rows = null, hintText = hint ? hint.textContent : "";
-  function hasTiles(){
-    return !!(T && canvas && img && T.views.indexOf(img.dataset.view) >= 0);
-  }
-  function tileSource(){
-    return srcOf[hasTiles() ? img.dataset.view : T.views[0]];
-  }
-  function fit(){
-    // Small pictures are scaled up by a whole factor (crisp pixels); grid and heatmap share the
-    // grid's factor so the tiles keep their size when switching.
-    if (!img.naturalWidth) return;
-    var base = (T && T.fit && hasTiles()) ? T.fit : img.naturalWidth;
-    var k = Math.max(1, Math.min(16, Math.floor(TARGET / base)));
-    img.style.width = (img.naturalWidth * k) + "px";
-    img.dataset.fitted = img.getAttribute("src");
-  }
-  function show(view){
-    if (!srcOf[view] || !img) return;
-    img.src = srcOf[view];
-    img.dataset.view = view;
-    if (img.complete) fit();  // from the cache: no flicker at the wrong size
-    img.alt = view + " of layer " + L.name;
-    buttons.forEach(function(b){
-      b.setAttribute("aria-pressed", String(b.dataset.view === view));
-    });
-    img.classList.toggle("pickable", hasTiles());
-    if (hint) hint.textContent = hasTiles() ? hintText : "Switch to " + T.views.join(" or ") +
-      " to pick channels.";
-    place(pinned);
-    if (pinned >= 0) zoom(pinned);
-  }
-  section.showView = show;
-  buttons.forEach(function(b){ b.addEventListener("click", function(){ show(b.dataset.view); }); });
-  function place(k){
-    if (!pick) return;
-    if (k < 0 || !hasTiles() || !img.naturalWidth){ pick.hidden = true; return; }
-    var b = box(T, k), s = img.clientWidth / img.naturalWidth;
-    pick.hidden = false;
-    pick.style.left = (img.offsetLeft + img.clientLeft + b.x * s - 2) + "px";
-    pick.style.top = (img.offsetTop + img.clientTop + b.y * s - 2) + "px";
-    pick.style.width = (b.w * s + 4) + "px";
-    pick.style.height = (b.h * s + 4) + "px";
-  }
-  function zoom(k){
-    if (!canvas) return;
-    shown = k;
-    if (k < 0){ canvas.hidden = true; statsEl.hidden = true; hint.hidden = false; return; }
-    var b = box(T, k), z = Math.min(ZOOM_BOX / b.w, ZOOM_BOX / b.h);
-    if (z >= 1) z = Math.floor(z);
-    var sy = (b.h * z < THIN) ? Math.ceil(THIN / b.h) : z;  // thin strips (series rows): taller
-    var w = Math.max(1, Math.round(b.w * z)), h = Math.max(1, Math.round(b.h * sy));
-    var src = tileSource(), im = picture(src);
-    canvas.width = w; canvas.height = h;
-    canvas.dataset.channel = String(T.channels[k]);
-    canvas.dataset.src = src;
-    function draw(){
-      if (shown !== k || canvas.dataset.src !== src) return;
-      var ctx = canvas.getContext("2d");
-      ctx.imageSmoothingEnabled = z < 1;  // enlarging: crisp pixels; shrinking: averaged
-      ctx.clearRect(0, 0, w, h);
-      ctx.drawImage(im, b.x, b.y, b.w, b.h, 0, 0, w, h);
-      canvas.dataset.drawn = src;
-    }
-    if (im.complete && im.naturalWidth) draw();
-    else im.addEventListener("load", draw, {once: true});
-    canvas.hidden = false; hint.hidden = true; statsEl.hidden = false;
-    var c = T.channels[k], range = L.ranges[k] || [null, null];
-    var items = [["channel", "channel", String(c)],
-                 ["tile", T.unit, (k + 1) + " of " + T.channels.length],
-                 ["max", "max", fmt(L.max[c])], ["mean", "mean", fmt(L.mean[c])],
-                 ["zeros", "zeros", pct(L.zero[c])],
-                 ["range", T.unit + " range", fmt(range[0]) + " \u2026 " + fmt(range[1])]];
-    statsEl.textContent = "";
-    items.forEach(function(it){
-      var dt = document.createElement("dt"), dd = document.createElement("dd");
-      dt.textContent = it[1]; dd.textContent = it[2]; dd.dataset.key = it[0];
-      statsEl.appendChild(dt); statsEl.appendChild(dd);
-    });
-  }
-  function select(k){
-    pinned = k; zoom(k); place(k);
-    if (rows) rows.forEach(function(tr){
-      tr.classList.toggle("sel", k >= 0 && +tr.dataset.tile === k);
-    });
-  }
-  section.selectTile = select;
-  function pickRow(k){
-    return function(){
-      if (!hasTiles()) show(T.views[0]);
-      select(k);
-      canvas.parentNode.scrollIntoView({block: "nearest"});
-    };
-  }
-  if (img){
-    img.addEventListener("load", function(){ fit(); place(pinned); });
-    if (img.complete) fit();
-    img.classList.toggle("pickable", hasTiles());
-  }
-  if (img && T && canvas){
-    var at = function(ev){
-      var r = img.getBoundingClientRect(), s = img.naturalWidth / img.clientWidth;
-      return tileAt(T, (ev.clientX - r.left - img.clientLeft) * s,
-                       (ev.clientY - r.top - img.clientTop) * s);
-    };
-    img.addEventListener("mousemove", function(ev){
-      if (!hasTiles()) return;
-      var k = at(ev);
-      if (k >= 0 && k !== shown){ zoom(k); place(k); }
-    });
-    img.addEventListener("mouseleave", function(){ zoom(pinned); place(pinned); });
-    img.addEventListener("click", function(ev){
-      if (!hasTiles()) return;
-      var k = at(ev);
-      if (k >= 0) select(k === pinned ? -1 : k);
-    });
-    window.addEventListener("resize", function(){ place(pinned); });
-  }
-  var details = section.querySelector("details.channels");
-  if (details){
-    var build = function(){
-      if (rows) return;
-      var tbody = details.querySelector("tbody"), tileOf = {};
-      if (T) T.channels.forEach(function(c, k){ tileOf[c] = k; });
-      rows = [];
-      for (var c = 0; c < L.max.length; c++){
-        var tr = document.createElement("tr"), k = (c in tileOf) ? tileOf[c] : -1;
-        tr.dataset.channel = c; tr.dataset.tile = k;
-        tr.sortValues = {channel: c, tile: k < 0 ? Infinity : k,
-                         max: L.max[c], mean: L.mean[c], zero: L.zero[c]};
-        [String(c), k < 0 ? "\u2014" : String(k + 1), fmt(L.max[c]), fmt(L.mean[c]), pct(L.zero[c])]
-          .forEach(function(t){
-            var td = document.createElement("td");
-            td.textContent = t;
-            tr.appendChild(td);
-          });
-        if (k < 0) tr.classList.add("hidden");
-        else if (canvas) tr.addEventListener("click", pickRow(k));
-        if (k === pinned) tr.classList.add("sel");
-        rows.push(tr); tbody.appendChild(tr);
-      }
-    };
-    details.addEventListener("toggle", function(){ if (details.open) build(); });
-    if (details.open) build();
-    details.querySelectorAll("th").forEach(function(th){
-      th.querySelector("button").addEventListener("click", function(){
-        build();
-        var key = th.dataset.key, dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
-        if (!th.hasAttribute("aria-sort") && key !== "channel" && key !== "tile") dir = -1;
-        details.querySelectorAll("th").forEach(function(o){ o.removeAttribute("aria-sort"); });
-        th.setAttribute("aria-sort", dir > 0 ? "ascending" : "descending");
-        var val = function(tr){
-          var v = tr.sortValues[key];
-          return (v === null || v === undefined) ? -Infinity : v;
-        };
-        rows.sort(function(a, b){
-          var d = val(a) - val(b);
-          return (d ? d * dir : a.sortValues.channel - b.sortValues.channel) || 0;
-        });
-        var tbody = details.querySelector("tbody");
-        rows.forEach(function(tr){ tbody.appendChild(tr); });
-      });
-    });
-  }
-}
-document.querySelectorAll("section.layer").forEach(setup);
-var all = document.getElementById("all-views");
-if (all) all.querySelectorAll("button").forEach(function(b){
-  b.addEventListener("click", function(){
-    all.querySelectorAll("button").forEach(function(o){
-      o.setAttribute("aria-pressed", String(o === b));
-    });
-    document.querySelectorAll("section.layer").forEach(function(s){
-      if (s.showView) s.showView(b.dataset.view);
-    });
-  });
-});
-})();
-""".replace("/*@fmt@*/\n", _FMT_JS.lstrip("\n"))
-
-_SCAN_JS = r"""
-(function(){
-"use strict";
-var DATA = JSON.parse(document.getElementById("fmviz-data").textContent);
-var tip = document.getElementById("tip");
-/*@fmt@*/
-document.querySelectorAll("svg.chan").forEach(function(svg){
-  var L = DATA.layers[+svg.closest("section.layer").dataset.pos];
-  var n = L.classes.length;
-  svg.addEventListener("mousemove", function(ev){
-    var r = svg.getBoundingClientRect();
-    var c = Math.min(n - 1, Math.max(0, Math.floor((ev.clientX - r.left) / r.width * n)));
-    var active = L.active[c];
-    active = (active === null || active === undefined) ? "\u2014" : (100 * active).toFixed(2) + "%";
-    tip.textContent = "channel " + c + " \u00b7 " + L.classes[c] +
-      "\nmax |a| " + fmt(L.max_abs[c]) + "\nactive " + active;
-    tip.dataset.channel = String(c);
-    tip.hidden = false;
-    tip.style.left = (ev.clientX + 12) + "px";
-    tip.style.top = (ev.clientY + 12) + "px";
-  });
-  svg.addEventListener("mouseleave", function(){ tip.hidden = true; });
-});
-})();
-""".replace("/*@fmt@*/\n", _FMT_JS.lstrip("\n"))
+    return _page(f"fmviz · dead filters · {model_name}", body, _scan_data(report),
+                 _script("scan.js"), nonce)
