@@ -313,6 +313,9 @@ def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) 
     help="Overlay opacity at the strongest activation.",
 )
 @click.option("--save-arrays", is_flag=True, help="Also write arrays.npz (float32, by tensor).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Threads drawing and encoding pictures (default: the CPU count; 1 draws the "
+              "layers one after another).")
 @max_memory_option
 @click.option(
     "--html",
@@ -323,7 +326,7 @@ def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) 
 @click.option("--quiet", "-q", is_flag=True, help="No notices on stderr.")
 @debug_option
 def run(model, inputs, out, patterns, stage, expose_if, providers, threads, normalize, clip, cmap,
-        max_channels, alpha, save_arrays, max_memory, html, as_json, quiet, debug,
+        max_channels, alpha, save_arrays, workers, max_memory, html, as_json, quiet, debug,
         **kwargs) -> None:
     """Write feature-map pictures and a manifest for each INPUT.
 
@@ -351,6 +354,7 @@ def run(model, inputs, out, patterns, stage, expose_if, providers, threads, norm
         inputs=input_opts,
         save_arrays=save_arrays,
         html=html,
+        workers=workers,
     )
     paths = _expand_stdin(inputs)
     if not paths:

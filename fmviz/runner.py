@@ -27,7 +27,7 @@ from .graph.shapes import infer_concrete_shapes
 from .inputs import InputOptions, PreparedInput, build_feeds
 from .memory import MemoryPlan, default_max_memory, guess_bytes, parse_size, plan_passes
 from .probes import Probe
-from .session import Session, describe_error, open_session, resolve_providers
+from .session import Session, describe_error, is_onnxruntime_error, open_session, resolve_providers
 
 _FEED_CACHE = 16  # extra-input feeds kept per batch shape (a scan sees few shapes)
 
@@ -137,7 +137,7 @@ class Runner:
         try:
             return session.run(dict(feeds), list(names))
         except Exception as exc:
-            if not _is_onnxruntime_error(exc):
+            if not is_onnxruntime_error(exc):
                 raise
             raise RejectedInput(
                 f"{source}: the model rejected this input: {describe_error(exc)}"
@@ -287,9 +287,3 @@ class Runner:
         allows (none when even one does not fit: each pass then opens its own)."""
         weights = 2 * max(1, self.graph.proto.ByteSize())
         return (self.max_memory or default_max_memory()) // 4 // weights
-
-
-def _is_onnxruntime_error(exc: BaseException) -> bool:
-    """True for the errors onnxruntime raises when it refuses to run a model on an input
-    (InvalidArgument, RuntimeException, Fail, ...), not for Python's own (MemoryError, ...)."""
-    return type(exc).__module__.startswith("onnxruntime")

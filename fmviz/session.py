@@ -101,6 +101,13 @@ _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
 _ORT_SOURCE = re.compile(r"\S+\.(?:cc|cpp|cu|h|hpp):\d+ (?:[^\s(]+\([^)]*\) )?")
 
 
+def is_onnxruntime_error(exc: BaseException) -> bool:
+    """True for the errors onnxruntime raises about a model or an input (its Fail,
+    InvalidGraph, InvalidArgument, RuntimeException, ... types), not for Python's own
+    (MemoryError, TypeError, ...)."""
+    return type(exc).__module__.startswith("onnxruntime")
+
+
 def describe_error(exc: BaseException) -> str:
     """onnxruntime's message for ``exc`` on one line, without its status-code prefix and the
     C++ source location: what a user can act on."""
@@ -140,7 +147,9 @@ def open_session(
             provider_list.append(name)
     try:
         inner = ort.InferenceSession(model_bytes, sess_options=options, providers=provider_list)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+    except Exception as exc:
+        if not is_onnxruntime_error(exc):  # out of memory, a bug: not the model's fault
+            raise
         message = describe_error(exc)
         raise ModelError(f"{source}: onnxruntime cannot load the model: {message}") from exc
     return Session(

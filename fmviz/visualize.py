@@ -34,6 +34,7 @@ class RunOptions:
     inputs: InputOptions = field(default_factory=InputOptions)
     save_arrays: bool = False
     html: bool = False  # also write index.html (fmviz.reports.gallery) next to the manifest
+    workers: int | None = None  # threads drawing and encoding layers; None: the CPU count
 
 
 def run(
@@ -72,9 +73,10 @@ def write_outputs(
     """Write every layer's pictures, the arrays and the manifest for one input's captures
     (one per pass; each pass's maps are let go once its layers are drawn)."""
     started = time.perf_counter()
-    # Layers render independently; numpy, zlib and Pillow's encoder release the GIL for the
-    # heavy parts, so a small pool (up to 4 threads) keeps the cores busy on large models.
-    workers = max(1, min(4, os.cpu_count() or 1))
+    # Layers render independently, and the heavy parts (numpy, the deflate of PNG encoding,
+    # Pillow's drawing) release the GIL, so a pool as large as the machine keeps every core
+    # busy. At most ``workers`` layers' pictures exist at once. 1 draws in layer order.
+    workers = options.workers or os.cpu_count() or 1
     arrays = _npz_writer(folder / "arrays.npz") if options.save_arrays else nullcontext(None)
     entries: list[dict] = []
     timings: dict[str, float] = {}
