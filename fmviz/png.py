@@ -7,9 +7,10 @@ Three kinds of picture, as :func:`encode_png` sees them::
     uint8 [H, W]                                 colour type 0 (8-bit greyscale)
     uint8 [H, W, 3]                              colour type 2 (8-bit RGB): overlays
 
-Every row gets the same PNG filter, computed by numpy for the whole image at once: "Up" (each
-byte minus the byte above it) for every kind; benchmarks/NOTES.md ("A GIL-releasing PNG
-encoder") has the measurements behind that choice and behind each backend's level.
+Every row of a picture gets the same PNG filter, computed by numpy for the whole image at once:
+"Up" (each byte minus the byte above it) for RGB, and for palette pictures "Sub" (minus the
+byte to the left) with isal or "Up" with zlib (:data:`FILTER`). benchmarks/NOTES.md ("A
+GIL-releasing PNG encoder") has the measurements behind these choices and each backend's level.
 
 The deflate is python-isal (Intel's ISA-L, several times faster than zlib for about the same
 size) where it is installed, else the standard library's zlib. Both release the GIL while they
@@ -47,8 +48,10 @@ ZLIB_STRATEGY = zlib.Z_RLE  # only runs of one repeated byte: all that filtered 
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _FILTERS = {"none": 0, "sub": 1, "up": 2}
-#: The row filter of each colour type (see the module docstring).
-FILTER = {0: "up", 2: "up", 3: "up"}
+#: The row filter of each backend and colour type, measured on the pictures of fmviz runs
+#: (benchmarks/NOTES.md): isal finds the repeats of palette pictures best after Sub, zlib's
+#: Z_RLE after Up; photos (RGB) deflate best after Up with either.
+FILTER = {"isal": {0: "sub", 2: "up", 3: "sub"}, "zlib": {0: "up", 2: "up", 3: "up"}}
 
 
 def encode_png(pixels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
@@ -58,7 +61,10 @@ def encode_png(pixels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
     (0..255) with 1 <= N <= 256; every index must be below N.
     """
     pixels, palette, colour_type = _check(pixels, palette)
-    return _encode(pixels, palette, colour_type, FILTER[colour_type], BACKEND)
+    backend = BACKEND
+    if backend not in FILTER:
+        raise ValueError(f"unknown PNG backend {backend!r} (expected 'isal' or 'zlib')")
+    return _encode(pixels, palette, colour_type, FILTER[backend][colour_type], backend)
 
 
 def write_png(path, pixels: np.ndarray, palette: np.ndarray | None = None) -> None:

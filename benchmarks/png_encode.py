@@ -1,0 +1,257 @@
+"""PNG encoders side by side on the pictures of real `fmviz run`s (issue 16, item 1).
+
+    python benchmarks/png_encode.py              # both runs, 5 repetitions
+    python benchmarks/png_encode.py --reps 3 --explore
+
+Makes its inputs under benchmarks/work/png/ (git-ignored) with today's fmviz:
+``python -m fmviz run`` on models/digits_cnn.onnx (the three samples/digit-*.png) and on the
+64-layer detector of benchmarks/models.py (the model benchmarks/run.py builds) fed a 640x640
+photo (samples/coffee.jpg centre-cropped square and resized). The written PNGs are read back as
+arrays (palette pictures as indices + palette, overlays as RGB), then each encoder writes all of
+them to memory:
+
+- ``pillow-1``: Pillow at compress_level=1 (what fmviz uses for palette pictures);
+- ``fmviz-today``: fmviz.render's encoders (Pillow level 1 for palette, ``rgb_png`` for RGB);
+- ``png-zlib`` / ``png-isal``: fmviz.png with each backend.
+
+Each is timed on one thread (CPU seconds, median of --reps, interleaved) and over a pool of 2
+threads (wall seconds: a deflate that releases the GIL shows as wall time falling below the
+one-thread time). Every output is decoded once and checked against the input pixels.
+``--explore`` also times every row filter and level of fmviz.png on each kind of picture, which
+is how fmviz.png's choices were made. Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from PIL import Image  # noqa: E402
+
+import models as bench_models  # noqa: E402  (benchmarks/models.py)
+from fmviz import png, render  # noqa: E402
+
+WORK = HERE / "work" / "png"
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def photo(size: int = 640) -> Path:
+    path = WORK / f"coffee-{size}.jpg"
+    if not path.exists():
+        with Image.open(ROOT / "samples" / "coffee.jpg") as image:
+            image = image.convert("RGB")
+            side = min(image.size)
+            left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2
+            square = image.crop((left, top, left + side, top + side))
+            square.resize((size, size), Image.BICUBIC).save(path, quality=92)
+    return path
+
+
+def fmviz_run(name: str, model: Path, inputs: list[Path]) -> Path:
+    out = WORK / name
+    done = out / ".complete"
+    if not done.exists():
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        subprocess.run([sys.executable, "-m", "fmviz", "run", str(model), *map(str, inputs),
+                        "-o", str(out), "-q"], check=True, env=env, cwd=ROOT)
+        done.touch()
+    return out
+
+
+def load(folder: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, pixels, palette or None) of every PNG under ``folder``."""
+    pictures = []
+    for path in sorted(folder.rglob("*.png")):
+        with Image.open(path) as image:
+            image.load()
+            if image.mode == "P":
+                palette = np.array(image.getpalette(), dtype=np.uint8).reshape(-1, 3)
+                pictures.append((path.name, np.asarray(image).copy(), palette))
+            elif image.mode in ("RGB", "L"):
+                pictures.append((path.name, np.asarray(image).copy(), None))
+            else:
+                raise SystemExit(f"{path}: unexpected mode {image.mode}")
+    return pictures
+
+
+def inputs() -> dict[str, list]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    detector = bench_models.build("detector", HERE / "work" / "models")
+    runs = {
+        "digits": fmviz_run("digits", ROOT / "models" / "digits_cnn.onnx",
+                            sorted((ROOT / "samples").glob("digit-*.png"))),
+        "detector": fmviz_run("detector", detector, [photo()]),
+    }
+    return {name: load(folder) for name, folder in runs.items()}
+
+
+# ---------------------------------------------------------------------------------- encoders
+
+
+def pillow_1(pixels, palette) -> bytes:
+    image = Image.fromarray(pixels)
+    if palette is not None:
+        image.putpalette(palette.ravel().tolist())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def fmviz_today(pixels, palette) -> bytes:
+    if pixels.ndim == 3:
+        return render.rgb_png(pixels)
+    return pillow_1(pixels, palette)
+
+
+def png_backend(backend: str) -> Callable:
+    def encode(pixels, palette) -> bytes:
+        png.BACKEND = backend
+        return png.encode_png(pixels, palette)
+    return encode
+
+
+def png_variant(backend: str, kind: str, level: int, strategy: int | None = None) -> Callable:
+    def encode(pixels, palette) -> bytes:
+        pixels, palette, colour_type = png._check(pixels, palette)
+        saved = png.ZLIB_STRATEGY
+        if strategy is not None:
+            png.ZLIB_STRATEGY = strategy
+        try:
+            return png._encode(pixels, palette, colour_type, kind, backend, level)
+        finally:
+            png.ZLIB_STRATEGY = saved
+    return encode
+
+
+ENCODERS = {
+    "pillow-1": pillow_1,
+    "fmviz-today": fmviz_today,
+    "png-zlib": png_backend("zlib"),
+    "png-isal": png_backend("isal"),
+}
+
+
+# ---------------------------------------------------------------------------------- timing
+
+
+def encode_all(encode: Callable, pictures, threads: int) -> tuple[float, float, int]:
+    """(CPU seconds, wall seconds, bytes) to encode every picture."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    if threads == 1:
+        total = sum(len(encode(p, pal)) for _, p, pal in pictures)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            total = sum(map(len, pool.map(lambda item: encode(item[1], item[2]), pictures)))
+    return time.process_time() - cpu, time.perf_counter() - wall, total
+
+
+def check(encode: Callable, pictures) -> None:
+    for name, pixels, palette in pictures:
+        with Image.open(io.BytesIO(encode(pixels, palette))) as image:
+            back = np.asarray(image)
+            assert np.array_equal(back, pixels), name
+            if palette is not None:
+                got = np.array(image.getpalette(), dtype=np.uint8).reshape(-1, 3)
+                assert np.array_equal(got[: len(palette)], palette), name
+
+
+def measure(encoders: dict[str, Callable], pictures, reps: int, threads: int) -> dict:
+    """Per encoder: median CPU s, median wall s, bytes; encoders interleaved, order rotated."""
+    names = list(encoders)
+    times: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    sizes = {}
+    for n in names:  # warm-up
+        encode_all(encoders[n], pictures[:4], threads)
+    for rep in range(reps):
+        for n in names[rep % len(names):] + names[: rep % len(names)]:
+            cpu, wall, size = encode_all(encoders[n], pictures, threads)
+            times[n].append((cpu, wall))
+            sizes[n] = size
+    return {n: (statistics.median(c for c, _ in times[n]),
+                statistics.median(w for _, w in times[n]), sizes[n]) for n in names}
+
+
+def table(title: str, pictures, reps: int, encoders: dict[str, Callable]) -> str:
+    raw = sum(p.nbytes for _, p, _ in pictures)
+    one = measure(encoders, pictures, reps, 1)
+    two = measure(encoders, pictures, reps, 2)
+    base = one["pillow-1"][0] if "pillow-1" in one else None
+    lines = [f"{title}: {len(pictures)} files, {raw / 1e6:.1f} MB of pixels", "",
+             "| Encoder | MB written | 1 thread CPU s | 1 thread wall s | 2 threads wall s "
+             "| 2 threads CPU s | CPU / Pillow |",
+             "|---|---|---|---|---|---|---|"]
+    for n in encoders:
+        cpu1, wall1, size = one[n]
+        cpu2, wall2, _ = two[n]
+        rel = f"{cpu1 / base:.2f}x" if base else ""
+        lines.append(f"| {n} | {size / 1e6:.2f} | {cpu1:.3f} | {wall1:.3f} | {wall2:.3f} "
+                     f"| {cpu2:.3f} | {rel} |")
+    return "\n".join(lines)
+
+
+def explore(title: str, pictures, reps: int) -> str:
+    variants: dict[str, Callable] = {}
+    for kind in ("none", "sub", "up"):
+        for level in (0, 1, 2, 3):
+            variants[f"isal {level}, {kind}"] = png_variant("isal", kind, level)
+        variants[f"zlib 1, {kind}"] = png_variant("zlib", kind, 1, 0)
+        variants[f"zlib Z_RLE, {kind}"] = png_variant("zlib", kind, 1, 3)
+    result = measure(variants, pictures, reps, 1)
+    lines = [f"{title}: {len(pictures)} files", "", "| Deflate, filter | MB | CPU s |",
+             "|---|---|---|"]
+    for n, (cpu, _, size) in result.items():
+        lines.append(f"| {n} | {size / 1e6:.2f} | {cpu:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--explore", action="store_true",
+                        help="also time every filter and level of fmviz.png")
+    args = parser.parse_args(argv)
+    if not png.ISAL_AVAILABLE:
+        raise SystemExit("python-isal is not installed: nothing to compare")
+    runs = inputs()
+    import isal
+
+    print(f"# PNG encoders: {os.cpu_count()} CPUs, python-isal {isal.__version__}, "
+          f"zlib {png.zlib.ZLIB_RUNTIME_VERSION}, Pillow {Image.__version__}")
+    for run, pictures in runs.items():
+        for encode in ENCODERS.values():
+            check(encode, pictures)
+        groups = {
+            "all": pictures,
+            "palette (grid, heatmap)": [p for p in pictures if p[2] is not None],
+            "RGB (overlay)": [p for p in pictures if p[1].ndim == 3],
+        }
+        for group, members in groups.items():
+            if not members:
+                continue
+            print()
+            print(table(f"{run}, {group}", members, args.reps, ENCODERS))
+            if args.explore and group != "all":
+                print()
+                print(explore(f"{run}, {group}", members, args.reps))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
