@@ -198,7 +198,8 @@ def test_non_contiguous_input(backend):
 
 @settings(max_examples=40, deadline=None)
 @given(height=st.integers(1, 40), width=st.integers(1, 40),
-       kind=st.sampled_from(["grey", "palette", "rgb"]), seed=st.integers(0, 2**32 - 1), use_isal=st.booleans())
+       kind=st.sampled_from(["grey", "palette", "rgb"]), seed=st.integers(0, 2**32 - 1),
+       use_isal=st.booleans())
 def test_property_round_trip(height, width, kind, seed, use_isal):
     rng = np.random.default_rng(seed)
     shape = (height, width) if kind != "rgb" else (height, width, 3)
