@@ -15,8 +15,9 @@ them to memory:
 - ``png-zlib`` / ``png-isal``: fmviz.png with each backend.
 
 Each is timed on one thread (CPU seconds, median of --reps, interleaved) and over a pool of 2
-threads (wall seconds: a deflate that releases the GIL shows as wall time falling below the
-one-thread time). Every output is decoded once and checked against the input pixels.
+threads right after (wall seconds: a deflate that releases the GIL shows as the 2-thread wall
+time falling towards half the 1-thread one, if 2 cores are free). Every output is decoded
+once and checked against the input pixels.
 ``--explore`` also times every row filter and level of fmviz.png on each kind of picture, which
 is how fmviz.png's choices were made. Prints markdown tables.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import statistics
 import subprocess
@@ -172,37 +174,42 @@ def check(encode: Callable, pictures) -> None:
                 assert np.array_equal(got[: len(palette)], palette), name
 
 
-def measure(encoders: dict[str, Callable], pictures, reps: int, threads: int) -> dict:
-    """Per encoder: median CPU s, median wall s, bytes; encoders interleaved, order rotated."""
+def measure(encoders: dict[str, Callable], pictures, reps: int,
+            pool: int | None = 2) -> dict[str, dict[str, float]]:
+    """Per encoder, medians over ``reps``: CPU and wall seconds on one thread, and (``pool``)
+    wall seconds over a pool of ``pool`` threads with the ratio of the two walls taken within
+    each repetition. Encoders interleaved (order rotated each repetition), and each one's pool
+    run right after its one-thread run, so that the load of a shared machine hits both alike.
+    """
     names = list(encoders)
-    times: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+    samples: dict[str, list[tuple[float, ...]]] = {n: [] for n in names}
     sizes = {}
     for n in names:  # warm-up
-        encode_all(encoders[n], pictures[:4], threads)
+        encode_all(encoders[n], pictures[:4], 1)
     for rep in range(reps):
         for n in names[rep % len(names):] + names[: rep % len(names)]:
-            cpu, wall, size = encode_all(encoders[n], pictures, threads)
-            times[n].append((cpu, wall))
-            sizes[n] = size
-    return {n: (statistics.median(c for c, _ in times[n]),
-                statistics.median(w for _, w in times[n]), sizes[n]) for n in names}
+            cpu1, wall1, sizes[n] = encode_all(encoders[n], pictures, 1)
+            cpu2, wall2 = (encode_all(encoders[n], pictures, pool)[:2] if pool
+                           else (math.nan, math.nan))
+            samples[n].append((cpu1, wall1, cpu2, wall2, wall2 / wall1))
+    keys = ("cpu1", "wall1", "cpu2", "wall2", "ratio")
+    return {n: {k: statistics.median(s[i] for s in samples[n]) for i, k in enumerate(keys)}
+            | {"bytes": sizes[n]} for n in names}
 
 
 def table(title: str, pictures, reps: int, encoders: dict[str, Callable]) -> str:
     raw = sum(p.nbytes for _, p, _ in pictures)
-    one = measure(encoders, pictures, reps, 1)
-    two = measure(encoders, pictures, reps, 2)
-    base = one["pillow-1"][0] if "pillow-1" in one else None
+    result = measure(encoders, pictures, reps)
+    base = result["pillow-1"]["cpu1"]
     lines = [f"{title}: {len(pictures)} files, {raw / 1e6:.1f} MB of pixels", "",
-             "| Encoder | MB written | 1 thread CPU s | 1 thread wall s | 2 threads wall s "
-             "| 2 threads CPU s | CPU / Pillow |",
+             "| Encoder | MB written | CPU s, 1 thread | CPU / Pillow | wall s, 1 thread "
+             "| wall s, 2 threads | 2 threads / 1 thread (wall) |",
              "|---|---|---|---|---|---|---|"]
     for n in encoders:
-        cpu1, wall1, size = one[n]
-        cpu2, wall2, _ = two[n]
-        rel = f"{cpu1 / base:.2f}x" if base else ""
-        lines.append(f"| {n} | {size / 1e6:.2f} | {cpu1:.3f} | {wall1:.3f} | {wall2:.3f} "
-                     f"| {cpu2:.3f} | {rel} |")
+        r = result[n]
+        lines.append(f"| {n} | {r['bytes'] / 1e6:.2f} | {r['cpu1']:.3f} | "
+                     f"{r['cpu1'] / base:.2f}x | {r['wall1']:.3f} | {r['wall2']:.3f} "
+                     f"| {r['ratio']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -213,17 +220,19 @@ def explore(title: str, pictures, reps: int) -> str:
             variants[f"isal {level}, {kind}"] = png_variant("isal", kind, level)
         variants[f"zlib 1, {kind}"] = png_variant("zlib", kind, 1, 0)
         variants[f"zlib Z_RLE, {kind}"] = png_variant("zlib", kind, 1, 3)
-    result = measure(variants, pictures, reps, 1)
+    result = measure(variants, pictures, reps, pool=None)
     lines = [f"{title}: {len(pictures)} files", "", "| Deflate, filter | MB | CPU s |",
              "|---|---|---|"]
-    for n, (cpu, _, size) in result.items():
-        lines.append(f"| {n} | {size / 1e6:.2f} | {cpu:.3f} |")
+    for n, r in result.items():
+        lines.append(f"| {n} | {r['bytes'] / 1e6:.2f} | {r['cpu1']:.3f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--runs", nargs="+", choices=["digits", "detector"],
+                        default=["digits", "detector"])
     parser.add_argument("--explore", action="store_true",
                         help="also time every filter and level of fmviz.png")
     args = parser.parse_args(argv)
@@ -235,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# PNG encoders: {os.cpu_count()} CPUs, python-isal {isal.__version__}, "
           f"zlib {png.zlib.ZLIB_RUNTIME_VERSION}, Pillow {Image.__version__}")
     for run, pictures in runs.items():
+        if run not in args.runs:
+            continue
         for encode in ENCODERS.values():
             check(encode, pictures)
         groups = {
