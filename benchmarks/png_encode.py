@@ -18,8 +18,10 @@ Each is timed on one thread (CPU seconds, median of --reps, interleaved) and ove
 threads right after (wall seconds: a deflate that releases the GIL shows as the 2-thread wall
 time falling towards half the 1-thread one, if 2 cores are free). Every output is decoded
 once and checked against the input pixels.
-``--explore`` also times every row filter and level of fmviz.png on each kind of picture, which
-is how fmviz.png's choices were made. Prints markdown tables.
+A Python thread spinning beside one long encoding call shows whether each encoder releases the
+GIL (a control that keeps it shows the difference). ``--explore`` also times every row filter
+and level of fmviz.png on each kind of picture, which is how fmviz.png's choices were made.
+Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -213,6 +216,70 @@ def table(title: str, pictures, reps: int, encoders: dict[str, Callable]) -> str
     return "\n".join(lines)
 
 
+def beside_share(encode: Callable, pictures) -> float:
+    """CPU seconds a pure-Python thread gets while ``encode`` runs on the main thread, over the
+    encoding's wall seconds. An encoder that holds the GIL leaves it near 0 whatever the load;
+    one that releases it lets it run on a free core (up to 1.0, less on a busy machine).
+    """
+    done = threading.Event()
+    spent = []
+
+    def spin():
+        start = time.thread_time()
+        while not done.is_set():
+            sum(range(200))
+        spent.append(time.thread_time() - start)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        thread = threading.Thread(target=spin)
+        thread.start()
+        wall = time.perf_counter()
+        for _, pixels, palette in pictures:
+            encode(pixels, palette)
+        wall = time.perf_counter() - wall
+        done.set()
+        thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    return spent[0] / wall
+
+
+_TABLE = bytes(range(255, -1, -1))
+
+
+def holds_gil(pixels, palette) -> bytes:
+    """Control for :func:`beside_share`: C work of similar length that keeps the GIL."""
+    data = pixels.tobytes()
+    for _ in range(6):
+        data = data.translate(_TABLE)  # bytes methods never release the GIL
+    return data
+
+
+def beside_table(pictures, reps: int) -> str:
+    """:func:`beside_share` of each encoder on one long call: the largest palette and RGB
+    pictures, each tiled down to about 40 MB (a call of 40 to 900 ms; with calls shorter than
+    the switch interval the spinning thread runs between calls whoever holds the GIL)."""
+    big = []
+    for kind in ("palette", "RGB"):
+        members = [p for p in pictures if (p[2] is not None) == (kind == "palette")]
+        _, pixels, palette = max(members, key=lambda p: p[1].size)
+        reps_down = max(1, 40_000_000 // pixels.size)
+        big.append((kind, np.tile(pixels, (reps_down,) + (1,) * (pixels.ndim - 1)), palette))
+    encoders = dict(ENCODERS, **{"control (holds the GIL)": holds_gil})
+    lines = ["CPU seconds a spinning Python thread got per wall second of one long encoding call "
+             "(median of reps; near 0 = the GIL is held; up to 1 where a core is free)", "",
+             "| Encoder | " + " | ".join(f"{kind}, {p.shape[1]}x{p.shape[0]}"
+                                       for kind, p, _ in big) + " |",
+             "|---|" + "---|" * len(big)]
+    for n, encode in encoders.items():
+        shares = [statistics.median(beside_share(encode, [item]) for _ in range(reps))
+                  for item in big]
+        lines.append(f"| {n} | " + " | ".join(f"{x:.2f}" for x in shares) + " |")
+    return "\n".join(lines)
+
+
 def explore(title: str, pictures, reps: int) -> str:
     variants: dict[str, Callable] = {}
     for kind in ("none", "sub", "up"):
@@ -261,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.explore and group != "all":
                 print()
                 print(explore(f"{run}, {group}", members, args.reps))
+        if run == "detector":
+            print()
+            print(beside_table(pictures, args.reps))
     return 0
 
 
