@@ -1,7 +1,8 @@
 """PNG encoders side by side on the pictures of real `fmviz run`s (issue 16, item 1).
 
     python benchmarks/png_encode.py              # both runs, 5 repetitions
-    python benchmarks/png_encode.py --reps 3 --explore
+    python benchmarks/png_encode.py --reps 3 --explore   # + every filter and level
+    python benchmarks/png_encode.py --quick --reps 1     # smoke test (tests/test_png.py)
 
 Makes its inputs under benchmarks/work/png/ (git-ignored) with today's fmviz:
 ``python -m fmviz run`` on models/digits_cnn.onnx (the three samples/digit-*.png) and on the
@@ -57,8 +58,8 @@ WORK = HERE / "work" / "png"
 # ------------------------------------------------------------------------------------ inputs
 
 
-def photo(size: int = 640) -> Path:
-    path = WORK / f"coffee-{size}.jpg"
+def photo(work: Path, size: int) -> Path:
+    path = work / f"coffee-{size}.jpg"
     if not path.exists():
         with Image.open(ROOT / "samples" / "coffee.jpg") as image:
             image = image.convert("RGB")
@@ -69,8 +70,7 @@ def photo(size: int = 640) -> Path:
     return path
 
 
-def fmviz_run(name: str, model: Path, inputs: list[Path]) -> Path:
-    out = WORK / name
+def fmviz_run(out: Path, model: Path, inputs: list[Path]) -> Path:
     done = out / ".complete"
     if not done.exists():
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -96,13 +96,20 @@ def load(folder: Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     return pictures
 
 
-def inputs() -> dict[str, list]:
-    WORK.mkdir(parents=True, exist_ok=True)
-    detector = bench_models.build("detector", HERE / "work" / "models")
+def inputs(work: Path = WORK, quick: bool = False) -> dict[str, list]:
+    """The pictures of the two runs; --quick: the tiny detector of run.py --quick, at 128 px."""
+    work.mkdir(parents=True, exist_ok=True)
+    if quick:
+        detector = bench_models.build("detector", work.parent / "models", "-tiny", width=0.25,
+                                      size=128)
+    else:
+        detector = bench_models.build("detector", work.parent / "models")
+    tag = "-quick" if quick else ""
     runs = {
-        "digits": fmviz_run("digits", ROOT / "models" / "digits_cnn.onnx",
+        "digits": fmviz_run(work / "digits", ROOT / "models" / "digits_cnn.onnx",
                             sorted((ROOT / "samples").glob("digit-*.png"))),
-        "detector": fmviz_run("detector", detector, [photo()]),
+        "detector": fmviz_run(work / f"detector{tag}", detector,
+                              [photo(work, 128 if quick else 640)]),
     }
     return {name: load(folder) for name, folder in runs.items()}
 
@@ -298,6 +305,10 @@ def explore(title: str, pictures, reps: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny detector at 128 px: a smoke test, the figures mean nothing")
+    parser.add_argument("--work", type=Path, default=WORK,
+                        help="folder for the runs (the detector model goes beside it)")
     parser.add_argument("--runs", nargs="+", choices=["digits", "detector"],
                         default=["digits", "detector"])
     parser.add_argument("--explore", action="store_true",
@@ -305,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not png.ISAL_AVAILABLE:
         raise SystemExit("python-isal is not installed: nothing to compare")
-    runs = inputs()
+    runs = inputs(args.work, args.quick)
     import isal
 
     print(f"# PNG encoders: {os.cpu_count()} CPUs, python-isal {isal.__version__}, "

@@ -277,3 +277,24 @@ def test_isal_backend_without_isal_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(png, "isal_zlib", None)
     with pytest.raises(RuntimeError, match="python-isal"):
         png.encode_png(np.zeros((2, 2), dtype=np.uint8))
+
+
+@pytest.mark.skipif(not png.ISAL_AVAILABLE, reason="the benchmark compares python-isal")
+def test_benchmark_runs_on_tiny_sizes(tmp_path):
+    """benchmarks/png_encode.py --quick: real fmviz runs, every encoder checked, all tables."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "png_encode.py"), "--quick", "--reps", "1",
+         "--work", str(tmp_path / "png")],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for title in ("digits, all", "detector, palette", "detector, RGB"):
+        assert title in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| png-isal |")]
+    assert len(rows) == 7  # 6 tables + the GIL check
+    assert "| control (holds the GIL) |" in done.stdout
