@@ -32,7 +32,7 @@ from .io import atomic_write_with
 try:  # python-isal publishes wheels for CPython on x86-64 and arm64 (pyproject.toml)
     from isal import isal_zlib
 except ImportError:  # pragma: no cover - depends on the platform
-    isal_zlib = None
+    isal_zlib = None  # type: ignore[assignment]
 
 __all__ = ["BACKEND", "ISAL_AVAILABLE", "encode_png", "write_png"]
 
@@ -73,7 +73,11 @@ def write_png(path, pixels: np.ndarray, palette: np.ndarray | None = None) -> No
     The file appears complete or not at all (temporary file in the same folder, then rename).
     """
     data = encode_png(pixels, palette)
-    atomic_write_with(Path(path), lambda handle: handle.write(data))
+
+    def write(handle) -> None:
+        handle.write(data)
+
+    atomic_write_with(Path(path), write)
 
 
 # ----------------------------------------------------------------------------------- internals
@@ -158,7 +162,7 @@ def _encode(pixels: np.ndarray, palette: np.ndarray | None, colour_type: int, ki
             backend: str, level: int | None = None) -> bytes:
     height, width = pixels.shape[:2]
     rows = _filtered(pixels, kind)
-    idat = _deflate(memoryview(rows).cast("B"), backend, level)
+    idat = _deflate(rows.data.cast("B"), backend, level)
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)  # no interlace
     parts = [_SIGNATURE, *_chunk(b"IHDR", header)]
     if palette is not None:
