@@ -1,7 +1,7 @@
 """fmviz.png: every picture it encodes decodes (with Pillow) to the same pixels and palette.
 
 Each test runs with both deflate backends, python-isal and the standard library's zlib; the
-filters not chosen by default are checked too, so that a change of :data:`fmviz.png.FILTER`
+filters not chosen by default are checked too, so that a change of :data:`fmviz.render.png.FILTER`
 stays safe. The filter-type byte of every row is read back from the decompressed IDAT.
 """
 
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fmviz import png
+from fmviz.render import png
 
 BACKENDS = [
     "zlib",

@@ -449,44 +449,36 @@ def test_overlay_places_the_hot_spot_and_keeps_the_picture():
 # --------------------------------------------------------------------------- saving
 
 
-def test_save_png_is_atomic_and_fast_settings(tmp_path, monkeypatch):
-    image = render.grid_image(render.make_tiles(np.ones((2, 4, 4))))
-    calls = []
-    real_save = Image.Image.save
-
-    def spy(self, fp, format=None, **params):
-        calls.append((format, params))
-        return real_save(self, fp, format=format, **params)
-
-    monkeypatch.setattr(Image.Image, "save", spy)
+def test_save_png_is_atomic_and_keeps_indices_and_palette(tmp_path):
+    image = render.grid_image(render.make_tiles(np.arange(32.0).reshape(2, 4, 4)))
     target = tmp_path / "x.png"
     render.save_png(image, str(target))
     assert os.listdir(tmp_path) == ["x.png"]
-    assert calls == [("PNG", {"compress_level": 1})]
     with Image.open(target) as im:
         assert im.mode == "P" and im.size == image.size
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(image))
+        assert im.getpalette()[: 256 * 3] == image.getpalette()[: 256 * 3]
 
 
-def test_save_png_failure_leaves_nothing_under_the_final_name(tmp_path):
-    class Exploding:
-        mode = "P"
+def test_save_png_failure_leaves_nothing_under_the_final_name(tmp_path, monkeypatch):
+    from fmviz.render import png
 
-        def save(self, fp, **kwargs):
-            fp.write(b"\x89PNG half a file")
-            raise RuntimeError("disk gremlin")
+    def exploding(pixels, palette=None):
+        raise RuntimeError("encoder gremlin")
 
+    monkeypatch.setattr(png, "encode_png", exploding)
+    image = render.grid_image(render.make_tiles(np.ones((2, 4, 4))))
     target = tmp_path / "y.png"
     with pytest.raises(RuntimeError, match="gremlin"):
-        render.save_png(Exploding(), target)
+        render.save_png(image, target)
     assert os.listdir(tmp_path) == []
-
     target.write_bytes(b"old")  # an earlier run's file stays whole
     with pytest.raises(RuntimeError):
-        render.save_png(Exploding(), target)
+        render.save_png(image, target)
     assert os.listdir(tmp_path) == ["y.png"] and target.read_bytes() == b"old"
-
+    monkeypatch.undo()
     with pytest.raises(OutputError):
-        render.save_png(Exploding(), tmp_path / "missing-dir" / "z.png")
+        render.save_png(image, tmp_path / "missing-dir" / "z.png")
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))

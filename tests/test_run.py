@@ -577,3 +577,22 @@ def test_tensor_names_that_clash_with_numpy_savez_arguments(tmp_path, capsys):
             assert sorted(npz.files) == sorted(names)
             for name in names:
                 np.testing.assert_allclose(npz[name], want[name], rtol=1e-4, atol=1e-5)
+
+
+def test_workers_change_nothing_but_the_time(cbr, tmp_path, capsys):
+    """Layers drawn one after another or on a pool: the same files, pixel for pixel."""
+    from PIL import Image
+
+    outs = {}
+    for workers in ("1", "3"):
+        out = tmp_path / f"w{workers}"
+        code, _, _ = cli(["run", cbr["model_path"], cbr["picture"], "-o", out, "--workers",
+                          workers, "-q"], capsys)
+        assert code == 0
+        outs[workers] = out
+    one = sorted(p.relative_to(outs["1"]) for p in outs["1"].rglob("*.png"))
+    three = sorted(p.relative_to(outs["3"]) for p in outs["3"].rglob("*.png"))
+    assert one == three and one
+    for name in one:
+        with Image.open(outs["1"] / name) as a, Image.open(outs["3"] / name) as b:
+            assert np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
