@@ -272,6 +272,17 @@ def build_models(root: Path) -> None:
     odd_elem = onnx.ModelProto.FromString(ok_bytes)
     odd_elem.graph.input[0].type.tensor_type.elem_type = 29
     _write(d / "unknown-elem-type.onnx", odd_elem.SerializeToString())
+    # Issue 17, class 5: declared shapes far beyond any memory (refused before allocating).
+    huge_extra = onnx.ModelProto.FromString(models.extra_inputs().SerializeToString())
+    scale = next(i for i in huge_extra.graph.input if i.name == "scale")
+    del scale.type.tensor_type.shape.dim[:]
+    for size in (100_000, 100_000, 100):
+        scale.type.tensor_type.shape.dim.add().dim_value = size
+    _write(d / "huge-extra.onnx", huge_extra.SerializeToString())
+    huge_primary = onnx.ModelProto.FromString(ok_bytes)
+    dims = huge_primary.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, 100_000, 100_000
+    _write(d / "huge-primary.onnx", huge_primary.SerializeToString())
     (d / "folder.onnx").mkdir(parents=True, exist_ok=True)
     _write(d / "folder.onnx" / "README", "A folder named like a model file.\n")
 
@@ -409,6 +420,19 @@ def build_tensors(root: Path) -> None:
     _write(d / "header-only.npy", ok_npy[:128])
     _write(d / "random.npy", np.random.default_rng(5).bytes(512))
     _write(d / "text.npy", "1 2 3\n4 5 6\n")
+    # Issue 17, class 4: headers that declare far more than the file holds (a 10 GiB array in a
+    # few hundred bytes): refused from the header, before numpy allocates or inflates anything.
+    huge = np.lib.format.header_data_from_array_1_0(good)
+    huge["shape"] = (1, 3, 30_000, 30_000)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, huge)
+    _write(d / "huge-header.npy", head.getvalue() + b"\x00" * 64)
+    deflated = io.BytesIO()
+    with zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("x.npy", date_time=(2020, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, head.getvalue() + b"\x00" * 4096)
+    _write(d / "huge-member.npz", deflated.getvalue())
     _write(d / "fractions.npy", _npy(np.full((3, 16, 16), 0.5, np.float32)))  # for uint8.onnx
 
 

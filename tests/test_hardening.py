@@ -1,0 +1,232 @@
+"""Issue 17 (hardening, round two): cases a committed corpus file cannot express.
+
+FIFOs, links to devices, planted links under OUT, files too large to commit: each is made at
+test time. Cases that can be files are in ``tests/corpus/expected.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmviz.cli import main
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+POSIX = sys.platform != "win32"
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail (instead of hanging the suite) when the body takes longer than ``seconds``."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s (a hang)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def cli(args, capfd) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capfd.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_error(result) -> str:
+    code, out, err = result
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert out == ""
+    return lines[0]
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+# ----------------------------------------------------------------------------- class 3
+
+
+@needs_fifo
+@pytest.mark.parametrize("name", ["x.npy", "x.npz", "x.csv", "x.tsv", "x.wav", "x.png"])
+def test_fifo_input_is_refused_at_once(name, tmp_path, capfd):
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    with deadline(20):
+        line = one_error(cli(["run", CORPUS / "models/ok.onnx", fifo, "-o", tmp_path / "out"],
+                             capfd))
+    assert line == (f"Error: {fifo}: is a named pipe (FIFO), not a regular file; only regular "
+                    "files are inputs")
+    assert files_under(tmp_path / "out") == []
+
+
+@needs_fifo
+def test_fifo_feed_is_refused_at_once(tmp_path, capfd):
+    fifo = tmp_path / "scale.npy"
+    os.mkfifo(fifo)
+    with deadline(20):
+        line = one_error(cli(["run", CORPUS / "models/extra.onnx", CORPUS / "images/ok.png",
+                              "--feed", f"scale={fifo}", "-o", tmp_path / "out"], capfd))
+    assert line == (f"Error: {fifo}: is a named pipe (FIFO), not a regular file; only regular "
+                    "files are inputs")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero") or not POSIX, reason="no /dev/zero")
+@pytest.mark.parametrize("name", ["z.csv", "z.npy", "z.wav", "z.jpg"])
+def test_link_to_a_device_is_refused(name, tmp_path, capfd):
+    link = tmp_path / name
+    link.symlink_to("/dev/zero")
+    with deadline(20):
+        line = one_error(cli(["run", CORPUS / "models/ok.onnx", link, "-o", tmp_path / "out"],
+                             capfd))
+    assert line == (f"Error: {link}: is a character device, not a regular file; only regular "
+                    "files are inputs")
+
+
+def test_open_regular_refuses_a_file_swapped_for_a_fifo(tmp_path):
+    """The check is made on the opened descriptor, not only on the name beforehand."""
+    from fmviz.errors import InputError
+    from fmviz.inputs.safe import open_regular
+
+    regular = tmp_path / "a.npy"
+    regular.write_bytes(b"\x93NUMPY")
+    with open_regular(regular) as handle:
+        assert handle.read() == b"\x93NUMPY"
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "b.npy"
+        os.mkfifo(fifo)
+        with deadline(10), pytest.raises(InputError, match="named pipe"):
+            open_regular(fifo)
+
+
+@needs_fifo
+def test_scan_lists_special_files_as_skips_and_ends(tmp_path, capfd):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        np.save(folder / f"good{index}.npy", rng.standard_normal((3, 16, 16)).astype(np.float32))
+    os.mkfifo(folder / "pipe.npy")
+    os.mkfifo(folder / "pipe.wav")
+    if os.path.exists("/dev/zero"):
+        (folder / "zero.csv").symlink_to("/dev/zero")
+    with deadline(60):
+        code, out, err = cli(["dead-filters", CORPUS / "models/ok.onnx", folder, "--json",
+                              "--quiet"], capfd)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["inputs_scanned"] == 3
+    skipped = {Path(s["path"]).name: s["error"] for s in report["skipped"]}
+    assert skipped["pipe.npy"] == ("is a named pipe (FIFO), not a regular file; only regular "
+                                   "files are inputs")
+    assert skipped["pipe.wav"] == skipped["pipe.npy"]
+    if os.path.exists("/dev/zero"):
+        assert skipped["zero.csv"].startswith("is a character device")
+
+
+# ----------------------------------------------------------------------------- class 4
+
+
+def test_csv_with_one_enormous_line_is_refused_early(tmp_path, capfd):
+    path = tmp_path / "long.csv"
+    path.write_bytes(b"1,2\n" + b"1," * 1_500_000 + b"1\n")  # 3 MB, one row of 1.5 M cells
+    line = one_error(cli(["run", CORPUS / "models/series.onnx", path, "-o", tmp_path / "out"],
+                         capfd))
+    assert line == (f"Error: {path}: line 2 is longer than 1048576 bytes; not a table of "
+                    "samples")
+
+
+def test_csv_larger_than_the_table_limit_is_refused_before_reading(tmp_path, capfd):
+    from fmviz.inputs import series
+
+    path = tmp_path / "big.csv"
+    with open(path, "wb") as handle:  # sparse: no disk used, nothing must read it
+        handle.truncate(series.MAX_TEXT_BYTES + 1)
+    line = one_error(cli(["run", CORPUS / "models/series.onnx", path, "-o", tmp_path / "out"],
+                         capfd))
+    assert line == (f"Error: {path}: {series.MAX_TEXT_BYTES + 1} bytes is too large for a table "
+                    f"(limit {series.MAX_TEXT_BYTES}); convert it to .npy")
+
+
+def test_npz_member_is_checked_before_inflating(tmp_path, capfd, monkeypatch):
+    """A deflated member whose header fits a dynamic model but whose size is over the budget:
+    refused from its header, without inflating it (the budget is lowered to keep the file small).
+    """
+    import zipfile
+
+    array = np.zeros((1, 3, 256, 256), np.float32)  # 768 KiB inflated, ~1 KiB deflated
+    path = tmp_path / "zeros.npz"
+    with (zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+          zf.open("x.npy", "w") as member):
+        np.lib.format.write_array(member, array)
+    assert path.stat().st_size < 10_000
+    monkeypatch.setenv("FMVIZ_MAX_INPUT_BYTES", str(512 * 1024))
+    line = one_error(cli(["run", CORPUS / "models/dynamic.onnx", path, "-o", tmp_path / "out"],
+                         capfd))
+    assert line == (f"Error: {path}: array 'x' [1, 3, 256, 256] float32 would take 768.0 KiB, "
+                    "over the limit of 512.0 KiB for one input (FMVIZ_MAX_INPUT_BYTES raises it)")
+    monkeypatch.setenv("FMVIZ_MAX_INPUT_BYTES", str(1024 * 1024))
+    code, _out, err = cli(["run", CORPUS / "models/dynamic.onnx", path, "-o", tmp_path / "out"],
+                          capfd)
+    assert code == 0, err
+
+
+def test_budget_check_is_before_allocation():
+    from fmviz.errors import InputError
+    from fmviz.inputs.safe import check_bytes, human_bytes
+
+    check_bytes((1024, 1024), 4, "x", limit=4 << 20)  # exactly the limit: allowed
+    with pytest.raises(InputError, match=r"^x would take 4\.0 MiB, over the limit of 4\.0 MiB"):
+        check_bytes((1024, 1025), 4, "x", limit=4 << 20)
+    assert human_bytes(1023) == "1023 bytes" and human_bytes(1536) == "1.5 KiB"
+
+
+# ----------------------------------------------------------------------------- class 6
+
+
+def _exif_orientation_block(kind: str) -> bytes:
+    """An EXIF block whose only tag is Orientation stored as ``kind`` (Pillow only writes it as
+    a SHORT, so the TIFF directory is built by hand, little-endian)."""
+    import struct
+
+    if kind == "rational":  # type 5, the value (6/1) after the directory
+        entry = struct.pack("<HHII", 0x0112, 5, 1, 26)
+        tail = struct.pack("<II", 6, 1)
+    elif kind == "undefined":  # type 7, one byte inline
+        entry = struct.pack("<HHI4s", 0x0112, 7, 1, b"\x06\x00\x00\x00")
+        tail = b""
+    else:  # a SHORT out of range
+        entry = struct.pack("<HHIHH", 0x0112, 3, 1, 77, 0)
+        tail = b""
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<IH", 8, 1) + entry + b"\x00" * 4 + tail
+
+
+@pytest.mark.parametrize("kind", ["rational", "undefined", "out-of-range"])
+def test_exif_orientation_of_the_wrong_type_is_ignored(kind, tmp_path, capfd):
+    picture = Image.fromarray(np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3))
+    path = tmp_path / f"{kind}.jpg"
+    picture.save(path, "JPEG", exif=_exif_orientation_block(kind), quality=95)
+    with Image.open(path) as check:  # the file really carries the odd tag
+        assert 0x0112 in check.getexif()
+    code, _out, err = cli(["run", CORPUS / "models/ok.onnx", path, "-o", tmp_path / "out"],
+                          capfd)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "out" / kind / "manifest.json").read_text())
+    assert "exif_orientation" not in manifest["input"]["preprocess"]
