@@ -110,6 +110,42 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def input_folder(out: Path, name: str) -> Path:
+    """Create (or reuse) the per-input folder ``out/name``, refusing one that leads outside OUT.
+
+    ``name`` is one plain name (from :class:`StemAllocator`). A symbolic link planted at
+    ``out/name`` (to anywhere, even inside OUT) is refused, never followed, and so is a folder
+    that resolves outside OUT (a junction, a link in a parent swapped meanwhile): every output
+    is written into a real folder inside OUT.
+    """
+    out = Path(out)
+    folder = out / name
+    if folder.is_symlink():
+        raise OutputError(
+            f"{folder}: is a symbolic link (to {os.readlink(folder)}); fmviz writes only into "
+            f"real folders inside {out}: remove the link or choose another -o"
+        )
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        if folder.is_symlink():  # planted between the check and mkdir
+            return input_folder(out, name)
+        if not folder.is_dir():
+            raise OutputError(f"{folder}: exists and is not a folder") from None
+    except OSError as exc:
+        raise OutputError(_describe_os_error(folder, exc)) from exc
+    if not inside(out, folder) or Path(os.path.realpath(folder)).parent != Path(
+        os.path.realpath(out)
+    ):
+        raise OutputError(
+            f"{folder}: resolves to {os.path.realpath(folder)}, outside {out}; fmviz writes "
+            "only inside its output folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: folder is not writable")
+    return folder
+
+
 def inside(root: Path, candidate: Path) -> bool:
     """True when ``candidate`` resolves to ``root`` or somewhere below it."""
     root = Path(os.path.realpath(root))

@@ -17,7 +17,14 @@ import numpy as np
 from . import __version__, render
 from .graph import Layer
 from .inputs import InputOptions, check_input_path
-from .io import StemAllocator, atomic_open, atomic_write_text, ensure_dir, safe_name
+from .io import (
+    StemAllocator,
+    atomic_open,
+    atomic_write_text,
+    ensure_dir,
+    input_folder,
+    safe_name,
+)
 from .model import Capture, Model
 from .stats import summarize
 
@@ -70,7 +77,7 @@ def run(
         capture = model.capture(path, layers, options.stage, options.inputs)
         for notice in capture.notices:
             notify(notice)
-        folder = ensure_dir(out / stems.allocate(Path(path).stem))
+        folder = input_folder(out, stems.allocate(Path(path).stem))  # never through a link
         yield folder, write_outputs(model, capture, folder, options)
 
 

@@ -230,3 +230,48 @@ def test_exif_orientation_of_the_wrong_type_is_ignored(kind, tmp_path, capfd):
     assert code == 0, err
     manifest = json.loads((tmp_path / "out" / kind / "manifest.json").read_text())
     assert "exif_orientation" not in manifest["input"]["preprocess"]
+
+
+# ----------------------------------------------------------------------------- class 1
+
+
+@pytest.mark.skipif(not POSIX, reason="symbolic links need privileges on Windows")
+@pytest.mark.parametrize("where", ["outside", "inside"])
+def test_planted_link_at_the_input_folder_is_refused(where, tmp_path, capfd):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim" if where == "outside" else out / "elsewhere"
+    victim.mkdir()
+    (out / "ok").symlink_to(victim)
+    line = one_error(cli(["run", CORPUS / "models/ok.onnx", CORPUS / "images/ok.png", "-o", out],
+                         capfd))
+    assert line == (f"Error: {out / 'ok'}: is a symbolic link (to {victim}); fmviz writes only "
+                    f"into real folders inside {out}: remove the link or choose another -o")
+    assert list(victim.iterdir()) == []  # nothing written through the link
+    assert (out / "ok").is_symlink()  # and the link itself left alone
+
+
+@pytest.mark.skipif(not POSIX, reason="symbolic links need privileges on Windows")
+def test_planted_link_as_an_output_file_is_replaced_not_followed(tmp_path, capfd):
+    out = tmp_path / "out"
+    (out / "ok").mkdir(parents=True)
+    target = tmp_path / "precious.json"
+    target.write_text("keep me")
+    (out / "ok" / "manifest.json").symlink_to(target)
+    code, _out, err = cli(["run", CORPUS / "models/ok.onnx", CORPUS / "images/ok.png", "-o",
+                           out], capfd)
+    assert code == 0, err
+    assert target.read_text() == "keep me"
+    assert not (out / "ok" / "manifest.json").is_symlink()
+    assert json.loads((out / "ok" / "manifest.json").read_text())["layers"]
+
+
+def test_input_folder_refuses_a_file_and_reuses_a_folder(tmp_path):
+    from fmviz.errors import OutputError
+    from fmviz.io import input_folder
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a folder"):
+        input_folder(tmp_path, "a-file")
+    assert input_folder(tmp_path, "new") == tmp_path / "new"
+    assert input_folder(tmp_path, "new") == tmp_path / "new"  # a second run reuses it
