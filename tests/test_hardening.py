@@ -275,3 +275,101 @@ def test_input_folder_refuses_a_file_and_reuses_a_folder(tmp_path):
         input_folder(tmp_path, "a-file")
     assert input_folder(tmp_path, "new") == tmp_path / "new"
     assert input_folder(tmp_path, "new") == tmp_path / "new"  # a second run reuses it
+
+
+# ----------------------------------------------------------------------------- class 2
+
+
+def test_sparse_initializer_values_come_from_the_models_folder():
+    """The sparse bias is loaded from the model's own folder, and the loaded model computes what
+    the dense one does (onnxruntime on fmviz's proto vs onnx's reference evaluator)."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    from fmviz.graph import load_model
+
+    graph = load_model(CORPUS / "models/external-sparse-ok/model.onnx")
+    sparse = graph.proto.graph.sparse_initializer[0]
+    assert not sparse.values.external_data and sparse.values.data_location == 0
+    values = numpy_helper.to_array(sparse.values)
+    assert values.tobytes() == (CORPUS / "models/external-sparse-ok/bias.bin").read_bytes()
+    dense = onnx_load(CORPUS / "models/ok.onnx")
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    expected = ReferenceEvaluator(dense).run(None, {"input": x})[0]
+    session = ort.InferenceSession(graph.proto.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def onnx_load(path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def _external_copy(tmp_path: Path, data: bytes | None = None, sparse_size: int | None = None):
+    import shutil
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(CORPUS / "models/external-ok/model.onnx", folder / "model.onnx")
+    weights = folder / "weights.bin"
+    if sparse_size is not None:
+        with open(weights, "wb") as handle:
+            handle.truncate(sparse_size)
+    else:
+        weights.write_bytes(data if data is not None else
+                            (CORPUS / "models/external-ok/weights.bin").read_bytes())
+    return folder / "model.onnx"
+
+
+def _declare_length(model_path: Path, dims: list[int]) -> None:
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == "conv1.w")
+    del tensor.dims[:]
+    tensor.dims.extend(dims)
+    for entry in tensor.external_data:
+        if entry.key == "length":
+            entry.value = str(int(np.prod(dims)) * 4)
+    model_path.write_bytes(model.SerializeToString())
+
+
+@pytest.mark.skipif(not POSIX, reason="sparse files and st_blocks")
+def test_external_data_with_holes_is_refused_quickly(tmp_path, capfd):
+    import time
+
+    model = _external_copy(tmp_path, sparse_size=64 << 20)  # 64 MiB of holes
+    _declare_length(model, [16 << 20])
+    if (model.parent / "weights.bin").stat().st_blocks * 512 > 1 << 20:
+        pytest.skip("this file system does not make sparse files")
+    start = time.perf_counter()
+    line = one_error(cli(["layers", model], capfd))
+    assert time.perf_counter() - start < 5
+    assert line == (f"Error: {model}: external data file 'weights.bin' is sparse on disk "
+                    "(64.0 MiB declared, 0 bytes stored); refusing holes as weights")
+
+
+def test_external_data_over_the_budget_is_refused_before_reading(tmp_path, capfd, monkeypatch):
+    model = _external_copy(tmp_path)
+    monkeypatch.setenv("FMVIZ_MAX_EXTERNAL_BYTES", "800")
+    line = one_error(cli(["layers", model], capfd))
+    assert line == (f"Error: {model}: external data declares 864 bytes in all, over the limit "
+                    "of 800 bytes (FMVIZ_MAX_EXTERNAL_BYTES raises it)")
+    monkeypatch.setenv("FMVIZ_MAX_EXTERNAL_BYTES", "864")
+    code, _out, err = cli(["layers", model], capfd)
+    assert code == 0, err
+
+
+@needs_fifo
+def test_external_data_fifo_is_refused(tmp_path, capfd):
+    model = _external_copy(tmp_path)
+    (model.parent / "weights.bin").unlink()
+    os.mkfifo(model.parent / "weights.bin")
+    with deadline(20):
+        line = one_error(cli(["layers", model], capfd))
+    assert line == (f"Error: {model}: external data file 'weights.bin' of tensor 'conv1.w' is not "
+                    "a regular file; refusing to read it")
