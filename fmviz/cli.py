@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .errors import FmvizError
+from .text import visible
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -478,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     except FmvizError as exc:
         if debug:
             raise
-        _stderr(f"Error: {exc}")
+        _stderr(f"Error: {visible(str(exc))}")  # a name with a newline stays on one line
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -510,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return visible(" ".join(text.split()))
 
 
 def _silence_stdout() -> None:

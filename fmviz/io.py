@@ -86,8 +86,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable_text(text: str) -> str:
+    """``text`` as valid UTF-8: a byte of a file name that is not UTF-8 (Python hands it over as
+    a lone surrogate, ``bad\\udcff.png``) is written ``\\xff``, as ``ls -b`` would show it."""
+    def escape(found: re.Match) -> str:
+        code = ord(found.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+    return _SURROGATE.sub(escape, text)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` as UTF-8 (names that are not UTF-8 escaped, see :func:`printable_text`)."""
+    atomic_write_bytes(path, printable_text(text).encode("utf-8"))
 
 
 def atomic_write_with(path: Path, writer: Callable[[IO], None]) -> None:

@@ -215,11 +215,10 @@ def _headline(report: dict) -> str:
 
 
 def _md(text) -> str:
-    """Text safe inside a Markdown table cell."""
-    value = "" if text is None else str(text)
-    value = value.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
-    value = value.replace("<", "&lt;").replace(">", "&gt;")
-    return " ".join(value.split())
+    """Text safe inside a Markdown table cell (see :func:`fmviz.text.markdown_cell`)."""
+    from .text import markdown_cell
+
+    return markdown_cell(text)
 
 
 def to_markdown(report: dict) -> str:

@@ -373,3 +373,95 @@ def test_external_data_fifo_is_refused(tmp_path, capfd):
         line = one_error(cli(["layers", model], capfd))
     assert line == (f"Error: {model}: external data file 'weights.bin' of tensor 'conv1.w' is not "
                     "a regular file; refusing to read it")
+
+
+# ----------------------------------------------------------------------------- class 6 (more)
+
+
+@pytest.mark.parametrize(("field", "value", "shown"), [
+    ("done", "abc", "abc"),
+    ("skipped", [1, 2, 3], "[1, 2, 3]"),
+    ("done", 1.5, "1.5"),
+    ("layers_present", "yes", "yes"),
+])
+def test_checkpoint_header_of_wrong_types_is_refused_and_kept(field, value, shown, tmp_path,
+                                                             capfd):
+    from tests.test_fuzz import _make_checkpoint, _with_header
+
+    command, checkpoint = _make_checkpoint(tmp_path)
+    capfd.readouterr()
+    _with_header(checkpoint, checkpoint, lambda header: header.__setitem__(field, value))
+    before = checkpoint.read_bytes()
+    line = one_error(cli(command, capfd))
+    assert line == (f"Error: {checkpoint}: not a valid fmviz checkpoint (field {field!r} is "
+                    f"{shown}); delete it to start over, or use another --checkpoint file")
+    assert checkpoint.read_bytes() == before
+
+
+@pytest.mark.skipif(not POSIX, reason="file names of any bytes")
+def test_names_that_are_not_utf8_in_html_and_reports(tmp_path, capfd):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = os.fsdecode(b"bad\xff.png")
+    (folder / name).write_bytes((CORPUS / "images/ok.png").read_bytes())
+    (folder / os.fsdecode(b"broken\xfe.png")).write_bytes(b"not a png")
+    code, _out, err = cli(["run", CORPUS / "models/ok.onnx", folder / name, "--html", "-o",
+                           tmp_path / "out"], capfd)
+    assert code == 0, err
+    page = (tmp_path / "out" / os.fsdecode(b"bad\xff") / "index.html").read_bytes()
+    assert b"bad\\xff" in page
+    page.decode("utf-8")  # valid UTF-8 throughout
+    reports = [tmp_path / "r.md", tmp_path / "r.html", tmp_path / "r.json"]
+    code, _out, err = cli(["dead-filters", CORPUS / "models/ok.onnx", folder, "--quiet",
+                           *[a for r in reports for a in ("--report", r)]], capfd)
+    assert code == 0, err
+    markdown = reports[0].read_text(encoding="utf-8")
+    assert "broken\\\\xfe.png" in markdown  # the byte shown as \xfe, the backslash escaped
+    assert "broken\\xfe.png" in reports[1].read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- class 7
+
+
+def _named_layers_model(path: Path, name: str) -> Path:
+    from tests import models
+
+    model = models.conv_bn_relu()
+    model.graph.node[0].name = name
+    models.save(model, path)
+    return path
+
+
+def test_control_characters_in_names_are_escaped_on_the_terminal(tmp_path, capfd):
+    model = _named_layers_model(tmp_path / "m.onnx", "evil\x1b[2J\r\nfake\x07")
+    code, out, err = cli(["layers", model], capfd)
+    assert code == 0, err
+    assert "\x1b" not in out and "\r" not in out and "\x07" not in out
+    assert "evil\\x1b[2J\\r\\nfake\\x07" in out
+
+
+def test_error_line_with_a_newline_in_a_file_name_stays_one_line(tmp_path, capfd):
+    path = tmp_path / "two\nlines\x1b[31m.png"
+    path.write_bytes(b"not a png")
+    line = one_error(cli(["run", CORPUS / "models/ok.onnx", path, "-o", tmp_path / "out"], capfd))
+    assert line == (f"Error: {tmp_path}/two\\nlines\\x1b[31m.png: not an image Pillow can read")
+
+
+def test_markdown_report_escapes_links_images_and_controls():
+    from fmviz.report import to_markdown
+
+    evil = "![p](https://x.example/p.png) [c](javascript:alert(1)) <b>x</b> a|b\nc"
+    report = {
+        "summary": {"dead": 0, "rare": 0, "constant": 0, "channels": 4, "layers": 1,
+                    "dead_fraction": 0.0, "inactive": 0},
+        "model": {"path": "m.onnx"}, "stage": "post", "eps": 1e-6, "rare": 0.01,
+        "providers": ["CPUExecutionProvider"], "fmviz": "0", "inputs_scanned": 1,
+        "layers": [{"index": 0, "name": evil, "activation": None, "channels": 4, "dead": [],
+                    "rare": [], "constant": [], "inactive": []}],
+        "skipped": [{"path": "x\r\n| fake | row |", "error": "e"}],
+    }
+    text = to_markdown(report)
+    row = next(line for line in text.splitlines() if "javascript" in line)
+    assert "](" not in row and "![" not in row and "<b>" not in row
+    assert r"\!\[p\]\(https://x.example/p.png\)" in row and r"a\|b\\nc" in row  # renders as a|b\nc
+    assert not any(line.startswith("| fake") for line in text.splitlines())
