@@ -160,6 +160,62 @@ def input_folder(out: Path, name: str) -> Path:
     return folder
 
 
+LOCK_NAME = ".fmviz.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (``folder/.fmviz.lock``, fcntl or msvcrt) while
+    its outputs are written, so two runs into one OUT never mix their files: the second one
+    gets an :class:`OutputError` saying the folder is busy. The lock file is opened without
+    following links, and removed (on POSIX) while still locked when the writing is done; a run
+    that locked a file removed meanwhile notices (the name no longer leads to it) and retries.
+    """
+    path = Path(folder) / LOCK_NAME
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    busy = OutputError(
+        f"{folder}: another fmviz run is writing into this folder now; wait for it to finish "
+        "or choose another -o"
+    )
+    for _attempt in range(5):
+        try:
+            fd = os.open(path, flags, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputError(f"{path}: is a symbolic link; not used as a lock") from exc
+            raise OutputError(_describe_os_error(path, exc)) from exc
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise busy from None
+        held = os.fstat(fd)
+        try:
+            current = os.lstat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_ino, current.st_dev) == (held.st_ino,
+                                                                       held.st_dev):
+            break
+        os.close(fd)  # locked a lock file the previous run had just removed: try again
+    else:
+        raise busy
+    try:
+        yield
+    finally:
+        if os.name != "nt":
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        os.close(fd)  # closing releases the lock
+
+
 def inside(root: Path, candidate: Path) -> bool:
     """True when ``candidate`` resolves to ``root`` or somewhere below it."""
     root = Path(os.path.realpath(root))

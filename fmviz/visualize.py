@@ -22,6 +22,7 @@ from .io import (
     atomic_open,
     atomic_write_text,
     ensure_dir,
+    folder_lock,
     input_folder,
     safe_name,
 )
@@ -78,7 +79,9 @@ def run(
         for notice in capture.notices:
             notify(notice)
         folder = input_folder(out, stems.allocate(Path(path).stem))  # never through a link
-        yield folder, write_outputs(model, capture, folder, options)
+        with folder_lock(folder):  # a concurrent run into the same folder: a clear error
+            manifest = write_outputs(model, capture, folder, options)
+        yield folder, manifest
 
 
 def layer_file_stem(layer: Layer) -> str:

@@ -465,3 +465,52 @@ def test_markdown_report_escapes_links_images_and_controls():
     assert "](" not in row and "![" not in row and "<b>" not in row
     assert r"\!\[p\]\(https://x.example/p.png\)" in row and r"a\|b\\nc" in row  # renders as a|b\nc
     assert not any(line.startswith("| fake") for line in text.splitlines())
+
+
+# ----------------------------------------------------------------------------- class 8
+
+
+def test_a_run_into_a_folder_being_written_is_refused(tmp_path, capfd):
+    from fmviz.io import folder_lock
+
+    out = tmp_path / "out"
+    code, _out, err = cli(["run", CORPUS / "models/ok.onnx", CORPUS / "images/ok.png", "-o", out],
+                          capfd)
+    assert code == 0, err
+    before = {p: p.read_bytes() for p in files_under(out)}
+    with folder_lock(out / "ok"):  # another run is writing there
+        line = one_error(cli(["run", CORPUS / "models/dynamic.onnx", CORPUS / "images/ok.png",
+                              "-o", out], capfd))
+    assert line == (f"Error: {out / 'ok'}: another fmviz run is writing into this folder now; "
+                    "wait for it to finish or choose another -o")
+    assert {p: p.read_bytes() for p in files_under(out)} == before  # nothing mixed in
+    code, _out, err = cli(["run", CORPUS / "models/dynamic.onnx", CORPUS / "images/ok.png",
+                           "-o", out], capfd)
+    assert code == 0, err  # free again once the other run is done
+    assert not (out / "ok" / ".fmviz.lock").exists()
+
+
+def test_folder_lock_is_exclusive_and_survives_a_removed_lock_file(tmp_path):
+    from fmviz.errors import OutputError
+    from fmviz.io import folder_lock
+
+    with folder_lock(tmp_path):
+        with pytest.raises(OutputError, match="another fmviz run"), folder_lock(tmp_path):
+            pass
+        assert (tmp_path / ".fmviz.lock").exists()
+    assert not (tmp_path / ".fmviz.lock").exists()
+    with folder_lock(tmp_path):  # and it can be taken again
+        pass
+
+
+@pytest.mark.skipif(not POSIX, reason="symbolic links")
+def test_planted_lock_link_is_not_followed(tmp_path):
+    from fmviz.errors import OutputError
+    from fmviz.io import folder_lock
+
+    victim = tmp_path / "victim.txt"
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / ".fmviz.lock").symlink_to(victim)
+    with pytest.raises(OutputError, match="is a symbolic link"), folder_lock(tmp_path / "f"):
+        pass
+    assert not victim.exists()
