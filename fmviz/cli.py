@@ -472,10 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure ends as one ``Error: ...`` line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    from .crash import CRASH_HINT, enable_faulthandler, named_call
+
+    enable_faulthandler(debug)  # a SIGSEGV in onnxruntime is never silent
     try:
         # A command's ctx.exit(N) / click Exit(N) (the dead-filters gates) comes back as the
         # return value in non-standalone mode, not as an exception.
-        code = cli.main(args=args, prog_name="fmviz", standalone_mode=False)
+        code = named_call(CRASH_HINT, cli.main, args=args, prog_name="fmviz",
+                          standalone_mode=False)
     except FmvizError as exc:
         if debug:
             raise

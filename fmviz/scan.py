@@ -36,6 +36,7 @@ from typing import TextIO
 import numpy as np
 
 from . import __version__
+from .crash import named_call
 from .errors import FmvizError, InputError, ModelError, OptionError
 from .graph import Layer, ModelInput
 from .inputs import InputOptions, PreparedInput, build_feeds, input_kind, load_input, primary_input
@@ -471,8 +472,10 @@ class _Scanner:
 
     def _run_group(self, group: list[_Decoded]) -> None:
         rows = group[0].rows if len(group) == 1 else np.concatenate([i.rows for i in group])
-        try:
-            reduced = self.runner.run(rows)
+        first, last = group[0].index + 1, group[-1].index + 1
+        try:  # named frame: a crash dump (SIGSEGV in onnxruntime) says which batch was running
+            reduced = named_call(f"<- scan batch of inputs {first}-{last} of {len(self.paths)} "
+                                 f"(first: {group[0].path})", self.runner.run, rows)
         except _Rejected as exc:
             if len(group) == 1:
                 self._skip(group[0], f"the model rejected this input: {exc}")

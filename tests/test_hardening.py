@@ -514,3 +514,40 @@ def test_planted_lock_link_is_not_followed(tmp_path):
     with pytest.raises(OutputError, match="is a symbolic link"), folder_lock(tmp_path / "f"):
         pass
     assert not victim.exists()
+
+
+# ----------------------------------------------------------------------------- class 9
+
+
+@pytest.mark.skipif(not POSIX, reason="SIGSEGV")
+def test_a_native_crash_in_a_scan_is_not_silent(tmp_path):
+    """onnxruntime crashing (a SIGSEGV, simulated by reading address 0 in the runner) prints
+    the stack, a line pointing at --debug and the batch that was running."""
+    import subprocess
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import ctypes, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        import fmviz.scan as scan
+        scan._Runner.run = lambda self, rows: ctypes.string_at(0)
+        from fmviz.cli import main
+        sys.exit(main(["dead-filters", {str(CORPUS / "models/ok.onnx")!r},
+                       {str(CORPUS / "images/ok.png")!r}, {str(CORPUS / "tensors/ok.npy")!r},
+                       "--quiet", "--batch-size", "2"]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONFAULTHANDLER": ""})
+    assert result.returncode == -signal.SIGSEGV, result.stderr
+    assert "Fatal Python error: Segmentation fault" in result.stderr
+    assert "fmviz crashed in native code (onnxruntime?); run again with --debug" in result.stderr
+    assert (f"scan batch of inputs 1-2 of 2 (first: {CORPUS / 'images/ok.png'})"
+            in result.stderr)
+
+
+def test_named_call_returns_and_raises_like_the_function():
+    from fmviz.crash import named_call
+
+    assert named_call("any\\nlabel", lambda a, b=0: a + b, 1, b=2) == 3
+    with pytest.raises(ZeroDivisionError):
+        named_call("label", lambda: 1 / 0)
