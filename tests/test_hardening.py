@@ -551,3 +551,55 @@ def test_named_call_returns_and_raises_like_the_function():
     assert named_call("any\\nlabel", lambda a, b=0: a + b, 1, b=2) == 3
     with pytest.raises(ZeroDivisionError):
         named_call("label", lambda: 1 / 0)
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+@needs_fifo
+@pytest.mark.skipif(not POSIX, reason="SIGINT to a child process")
+def test_ctrl_c_ends_a_scan_with_a_fifo_within_a_second(tmp_path):
+    """A folder holding a FIFO among its inputs: the scan goes on (the FIFO is skipped) and
+    Ctrl-C ends it, exit 130, within a second (a worker blocked on the FIFO once made the
+    interpreter wait for it forever)."""
+    import subprocess
+    import textwrap
+    import time
+
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(40):
+        np.save(folder / f"a{index:02d}.npy", rng.standard_normal((3, 16, 16)).astype(np.float32))
+    os.mkfifo(folder / "a00-pipe.npy")  # sorted first: the scan waits for it before any batch
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        import fmviz.scan as scan
+        original = scan._Runner.run
+        def slow(self, rows):  # a slow model: the scan is still running when Ctrl-C comes
+            print("batch", file=sys.stderr, flush=True)
+            time.sleep(0.5)
+            return original(self, rows)
+        scan._Runner.run = slow
+        from fmviz.cli import main
+        sys.exit(main(["dead-filters", {str(CORPUS / "models/ok.onnx")!r}, {str(folder)!r},
+                       "--quiet", "--batch-size", "1"]))
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        import select
+
+        ready, _, _ = select.select([child.stderr], [], [], 60)
+        assert ready, "no batch ran within 60 s: the scan hangs on the FIFO"
+        assert child.stderr.readline().strip() == "batch"
+        time.sleep(0.3)
+        sent = time.perf_counter()
+        child.send_signal(signal.SIGINT)
+        code = child.wait(timeout=30)
+        elapsed = time.perf_counter() - sent
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert code == 130
+    assert elapsed < 1.0, elapsed
