@@ -665,6 +665,11 @@ def _checkpoint_header_problem(header: dict) -> str | None:
             return f"no {key!r} field"
         if not valid(header[key]):
             return f"field {key!r} is {_short(header[key])}"
+    if header["inputs_scanned"] + len(header["skipped"]) != header["done"] or (
+        header["samples"] < header["inputs_scanned"]
+    ):
+        return (f"its counts disagree: {header['done']} done, {header['inputs_scanned']} "
+                f"scanned, {len(header['skipped'])} skipped, {header['samples']} samples")
     return None
 
 
