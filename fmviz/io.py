@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -185,7 +186,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
                 raise OutputError(f"{path}: is a symbolic link; not used as a lock") from exc
             raise OutputError(_describe_os_error(path, exc)) from exc
         try:
-            if os.name == "nt":
+            if sys.platform == "win32":
                 import msvcrt
 
                 msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
@@ -210,7 +211,7 @@ def folder_lock(folder: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        if os.name != "nt":
+        if sys.platform != "win32":  # Windows cannot remove a file that is open
             with contextlib.suppress(OSError):
                 os.unlink(path)
         os.close(fd)  # closing releases the lock
