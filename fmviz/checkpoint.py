@@ -90,6 +90,9 @@ def load_checkpoint(
             header = json.loads(bytes(archive["header"]).decode("utf-8"))
             if not isinstance(header, dict) or header.get("schema") != CHECKPOINT_SCHEMA:
                 raise bad("not an fmviz dead-filters checkpoint")
+            wrong = _checkpoint_header_problem(header)
+            if wrong is not None:  # checked before anything is used (or saved over it)
+                raise bad(f"not a valid fmviz checkpoint ({wrong})")
             present = header.get("layers_present", [])
             stats: list[ChannelStats | None] = []
             if len(present) != layers:
@@ -128,6 +131,39 @@ def load_checkpoint(
         skipped=list(header.get("skipped", [])),
     )
     return done, partial
+
+
+def _checkpoint_header_problem(header: dict) -> str | None:
+    """What is wrong with the types of a checkpoint header's fields, or None."""
+    def count(value) -> bool:
+        return type(value) is int and value >= 0
+
+    def text(value) -> bool:
+        return isinstance(value, str)
+
+    checks = {
+        "done": count,
+        "inputs_scanned": count,
+        "samples": count,
+        "inputs_sha256": text,
+        "model_sha256": text,
+        "layers_present": lambda v: isinstance(v, list) and all(type(x) is bool for x in v),
+        "eps": lambda v: type(v) in (int, float),
+        "skipped": lambda v: isinstance(v, list) and all(
+            isinstance(x, dict) and text(x.get("path")) and text(x.get("error")) for x in v
+        ),
+    }
+    for key, valid in checks.items():
+        if key not in header:
+            return f"no {key!r} field"
+        if not valid(header[key]):
+            return f"field {key!r} is {_short(header[key])}"
+    if header["inputs_scanned"] + len(header["skipped"]) != header["done"] or (
+        header["samples"] < header["inputs_scanned"]
+    ):
+        return (f"its counts disagree: {header['done']} done, {header['inputs_scanned']} "
+                f"scanned, {len(header['skipped'])} skipped, {header['samples']} samples")
+    return None
 
 
 def _short(value) -> str:

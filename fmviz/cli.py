@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .errors import FmvizError
+from .text import visible
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -475,14 +476,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure ends as one ``Error: ...`` line and an exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    from .crash import CRASH_HINT, enable_faulthandler, named_call
+
+    enable_faulthandler(debug)  # a SIGSEGV in onnxruntime is never silent
     try:
         # A command's ctx.exit(N) / click Exit(N) (the dead-filters gates) comes back as the
         # return value in non-standalone mode, not as an exception.
-        code = cli.main(args=args, prog_name="fmviz", standalone_mode=False)
+        code = named_call(CRASH_HINT, cli.main, args=args, prog_name="fmviz",
+                          standalone_mode=False)
     except FmvizError as exc:
         if debug:
             raise
-        _stderr(f"Error: {exc.for_cli()}")
+        _stderr(f"Error: {visible(exc.for_cli())}")  # a name with a newline stays on one line
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -514,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return visible(" ".join(text.split()))
 
 
 def _silence_stdout() -> None:

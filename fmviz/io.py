@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,8 +87,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable_text(text: str) -> str:
+    """``text`` as valid UTF-8: a byte of a file name that is not UTF-8 (Python hands it over as
+    a lone surrogate, ``bad\\udcff.png``) is written ``\\xff``, as ``ls -b`` would show it."""
+    def escape(found: re.Match) -> str:
+        code = ord(found.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+    return _SURROGATE.sub(escape, text)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` as UTF-8 (names that are not UTF-8 escaped, see :func:`printable_text`)."""
+    atomic_write_bytes(path, printable_text(text).encode("utf-8"))
 
 
 def atomic_write_with(path: Path, writer: Callable[[IO], None]) -> None:
@@ -108,6 +123,98 @@ def ensure_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: folder is not writable")
     return path
+
+
+def input_folder(out: Path, name: str) -> Path:
+    """Create (or reuse) the per-input folder ``out/name``, refusing one that leads outside OUT.
+
+    ``name`` is one plain name (from :class:`StemAllocator`). A symbolic link planted at
+    ``out/name`` (to anywhere, even inside OUT) is refused, never followed, and so is a folder
+    that resolves outside OUT (a junction, a link in a parent swapped meanwhile): every output
+    is written into a real folder inside OUT.
+    """
+    out = Path(out)
+    folder = out / name
+    if folder.is_symlink():
+        raise OutputError(
+            f"{folder}: is a symbolic link (to {os.readlink(folder)}); fmviz writes only into "
+            f"real folders inside {out}: remove the link or choose another -o"
+        )
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        if folder.is_symlink():  # planted between the check and mkdir
+            return input_folder(out, name)
+        if not folder.is_dir():
+            raise OutputError(f"{folder}: exists and is not a folder") from None
+    except OSError as exc:
+        raise OutputError(_describe_os_error(folder, exc)) from exc
+    if not inside(out, folder) or Path(os.path.realpath(folder)).parent != Path(
+        os.path.realpath(out)
+    ):
+        raise OutputError(
+            f"{folder}: resolves to {os.path.realpath(folder)}, outside {out}; fmviz writes "
+            "only inside its output folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: folder is not writable")
+    return folder
+
+
+LOCK_NAME = ".fmviz.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (``folder/.fmviz.lock``, fcntl or msvcrt) while
+    its outputs are written, so two runs into one OUT never mix their files: the second one
+    gets an :class:`OutputError` saying the folder is busy. The lock file is opened without
+    following links, and removed (on POSIX) while still locked when the writing is done; a run
+    that locked a file removed meanwhile notices (the name no longer leads to it) and retries.
+    """
+    path = Path(folder) / LOCK_NAME
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    busy = OutputError(
+        f"{folder}: another fmviz run is writing into this folder now; wait for it to finish "
+        "or choose another -o"
+    )
+    for _attempt in range(5):
+        try:
+            fd = os.open(path, flags, 0o666)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OutputError(f"{path}: is a symbolic link; not used as a lock") from exc
+            raise OutputError(_describe_os_error(path, exc)) from exc
+        try:
+            if sys.platform == "win32":
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise busy from None
+        held = os.fstat(fd)
+        try:
+            current = os.lstat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and (current.st_ino, current.st_dev) == (held.st_ino,
+                                                                       held.st_dev):
+            break
+        os.close(fd)  # locked a lock file the previous run had just removed: try again
+    else:
+        raise busy
+    try:
+        yield
+    finally:
+        if sys.platform != "win32":  # Windows cannot remove a file that is open
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        os.close(fd)  # closing releases the lock
 
 
 def inside(root: Path, candidate: Path) -> bool:

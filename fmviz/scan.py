@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .crash import named_call
 from .errors import FmvizError, InputError, ModelError, OptionError, RejectedInput
 from .graph import ModelInput
 from .graph.reductions import ReducedOutputs, Target, numpy_reductions, reduction_model
@@ -252,7 +253,7 @@ class Scanner:
         def flush(key: tuple) -> None:
             group = pending.pop(key, [])
             if group:
-                self._run_group(group, partial)
+                self._run_group(group, partial, total)
 
         def flush_all() -> None:
             for key in list(pending):
@@ -332,16 +333,19 @@ class Scanner:
             raise InputError(f"{item.path}: {error} (--strict stops at the first bad input)")
         partial.skipped.append({"index": item.index, "path": str(item.path), "error": error})
 
-    def _run_group(self, group: list[_Decoded], partial: ScanPartial) -> None:
+    def _run_group(self, group: list[_Decoded], partial: ScanPartial, total: int) -> None:
         rows = np.concatenate([i.rows for i in group if i.rows is not None])
-        try:
-            reduced = self._reduce(rows, str(group[0].path))
+        first, last = group[0].index + 1, group[-1].index + 1
+        try:  # named frame: a crash dump (SIGSEGV in onnxruntime) says which batch was running
+            reduced = named_call(f"<- scan batch of inputs {first}-{last} of {total} "
+                                 f"(first: {group[0].path})", self._reduce, rows,
+                                 str(group[0].path))
         except RejectedInput as exc:
             if len(group) == 1:
                 self._skip(group[0], _without_path(str(exc), group[0].path), partial)
             else:  # find the culprit(s): run each input on its own
                 for item in group:
-                    self._run_group([item], partial)
+                    self._run_group([item], partial, total)
             return
         for position, (probe, values) in enumerate(zip(self.probes, reduced, strict=True)):
             stats = partial.stats[position]

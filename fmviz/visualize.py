@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .inputs import InputOptions, check_input_path
-from .io import StemAllocator, atomic_open, ensure_dir, safe_name
+from .io import StemAllocator, atomic_open, ensure_dir, folder_lock, input_folder, safe_name
 from .model import Model
 from .probes import Probe
 from .render.layer import RenderOptions, render_layer
@@ -57,8 +57,10 @@ def run(
         first = next(passes)  # the first pass now: an input the model rejects fails here
         for notice in first.notices:
             notify(notice)
-        folder = ensure_dir(out / stems.allocate(Path(path).stem))
-        yield folder, write_outputs(model, itertools.chain([first], passes), folder, options)
+        folder = input_folder(out, stems.allocate(Path(path).stem))  # never through a link
+        with folder_lock(folder):  # a concurrent run into the same folder: a clear error
+            manifest = write_outputs(model, itertools.chain([first], passes), folder, options)
+        yield folder, manifest
 
 
 def layer_file_stem(probe: Probe) -> str:

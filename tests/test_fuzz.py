@@ -215,3 +215,99 @@ OPTION_TEXT = st.one_of(
 def test_fuzz_option_values(work, option, value):
     args = ["run", str(work / "dynamic.onnx"), str(work / "ok.png"), "-o", str(_fresh_out(work))]
     check(*run_quietly(args + ["-q", f"{option}={value}"]))
+
+
+# ----------------------------------------------------------------------------- issue 17
+
+
+def _make_checkpoint(folder: Path) -> tuple[list[str], Path]:
+    """A finished dead-filters scan with a checkpoint: (the command, the checkpoint)."""
+    checkpoint = folder / "scan.npz"
+    command = ["dead-filters", str(CORPUS / "models" / "ok.onnx"), str(CORPUS / "images/ok.png"),
+               str(CORPUS / "tensors/ok.npy"), "--checkpoint", str(checkpoint), "--quiet"]
+    if not checkpoint.exists():
+        code, err = run_quietly(command)
+        assert code == 0, err
+    return command, checkpoint
+
+
+def _with_header(checkpoint: Path, target: Path, change) -> None:
+    import json
+
+    import numpy as np
+
+    with np.load(checkpoint, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(bytes(arrays["header"]).decode("utf-8"))
+    change(header)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    with open(target, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10**12) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=6,
+)
+HEADER_FIELDS = ("done", "skipped", "inputs_scanned", "samples", "layers_present", "eps",
+                 "inputs_sha256", "model_sha256", "stage", "tensors", "options", "schema")
+
+
+@FUZZ
+@given(field=st.sampled_from(HEADER_FIELDS), value=JSON_VALUES, drop=st.booleans())
+def test_fuzz_checkpoint_header_fields(work, field, value, drop):
+    """Any header field of any JSON type: exit 0 or one Error: line, and a refused checkpoint
+    is never written over."""
+    command, checkpoint = _make_checkpoint(work)
+    fuzzed = work / "fuzzed-scan.npz"
+
+    def change(header):
+        if drop:
+            header.pop(field, None)
+        else:
+            header[field] = value
+
+    _with_header(checkpoint, fuzzed, change)
+    before = fuzzed.read_bytes()
+    code, err = run_quietly([*command[:-3], "--checkpoint", str(fuzzed), "--quiet"])
+    check(code, err)
+    if code == 2:
+        assert err.startswith(f"Error: {fuzzed}: "), err
+        assert fuzzed.read_bytes() == before
+
+
+LOCATIONS = st.one_of(
+    st.text(max_size=24),
+    st.lists(st.sampled_from(["..", ".", "weights.bin", "sub", "", "/", "\\", "\x00", "w.bin",
+                              "%2e%2e", "~", "C:"]), min_size=1, max_size=5).map("/".join),
+)
+
+
+@FUZZ
+@given(location=LOCATIONS)
+def test_fuzz_external_data_location(work, location):
+    """Whatever an initializer's external-data location says: exit 0 only when it names the
+    weights inside the model's folder (never the decoy beside the folder), else one Error:."""
+    import onnx
+
+    folder = work / "ext" / "model"
+    folder.mkdir(parents=True, exist_ok=True)
+    good = (CORPUS / "models/external-ok/weights.bin").read_bytes()
+    (folder / "weights.bin").write_bytes(good)
+    (work / "ext" / "weights.bin").write_bytes(b"\x00" * len(good))  # a decoy outside
+    model = onnx.load(str(CORPUS / "models/external-ok/model.onnx"), load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == "conv1.w")
+    next(e for e in tensor.external_data if e.key == "location").value = location
+    try:
+        (folder / "model.onnx").write_bytes(model.SerializeToString())
+    except ValueError:  # protobuf refuses to serialise some strings (invalid UTF-8)
+        return
+    code, err = run_quietly(["layers", str(folder / "model.onnx"), "--json"])
+    check(code, err)
+    if code == 0:
+        import os
+
+        assert os.path.realpath(folder / location) == os.path.realpath(folder / "weights.bin")

@@ -336,7 +336,7 @@ def test_scan_page_counts_escapes_and_lists_skipped(tmp_path):
 
 
 def test_channel_ranges_text():
-    from fmviz.formatting import channel_ranges
+    from fmviz.text import channel_ranges
 
     assert channel_ranges([7, 0, 1, 2, 5, 8], dash="–") == "0–2, 5, 7–8"
     assert channel_ranges([]) == ""

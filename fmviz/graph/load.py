@@ -256,27 +256,168 @@ def _non_text_string(message) -> bytes | None:
 
 
 def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    from onnx import external_data_helper as edh
+    """Read every tensor's external data into ``proto``, only from regular files inside the
+    model's folder, with every declared size checked (against its file, its shape and a budget)
+    before anything is read.
+
+    Every tensor that can carry external data is checked the same way: initializers, sparse
+    initializers' values and indices, attribute tensors (``t``, ``tensors``, sparse ones), in
+    the main graph, every subgraph and every function. onnxruntime would resolve what is left
+    unloaded against the current folder, so nothing is left. The budget is
+    ``FMVIZ_MAX_EXTERNAL_BYTES``, else the machine's memory.
+    """
+    import stat as stat_module
+
+    from onnx import TensorProto
+
+    def tensors_of_graph(graph):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in graph.node:
+            yield from tensors_of_node(node)
+
+    def tensors_of_node(node):
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            for sparse in [*([attribute.sparse_tensor] if attribute.HasField("sparse_tensor")
+                             else []), *attribute.sparse_tensors]:
+                yield sparse.values
+                yield sparse.indices
+            if attribute.HasField("g"):
+                yield from tensors_of_graph(attribute.g)
+            for graph in attribute.graphs:
+                yield from tensors_of_graph(graph)
+
+    def all_tensors():
+        yield from tensors_of_graph(proto.graph)
+        for function in proto.functions:
+            for node in function.node:
+                yield from tensors_of_node(node)
+
+    def size_text(count: int) -> str:
+        value, unit = float(count), "bytes"
+        for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):  # noqa: B007 - the last one is used
+            if value < 1024 or unit == "TiB":
+                break
+            value /= 1024
+        return f"{count} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+
+    def declared_bytes(tensor) -> int | None:
+        count = int(np.prod([int(d) for d in tensor.dims], dtype=np.int64)) if tensor.dims else 1
+        if tensor.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
+            return None
+        if tensor.data_type in {getattr(TensorProto, n, -1)
+                                for n in ("INT4", "UINT4", "FLOAT4E2M1")}:
+            return (count + 1) // 2
+        try:
+            return count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        except Exception:
+            return None
 
     base = Path(os.path.realpath(path.parent))
-    tensors = [t for t in edh._get_all_tensors(proto) if edh.uses_external_data(t)]
-    for tensor in tensors:
-        info = edh.ExternalDataInfo(tensor)
-        location = info.location or ""
-        target = Path(os.path.realpath(base / location))
+    external = [t for t in all_tensors() if t.data_location == TensorProto.EXTERNAL]
+    if not external:
+        return
+    env = os.environ.get("FMVIZ_MAX_EXTERNAL_BYTES", "").strip()
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        memory = 16 << 30
+    budget = int(env) if env.isdigit() and int(env) > 0 else memory
+    plan = []  # (tensor, file, offset, length)
+    per_file: dict[Path, int] = {}
+    for tensor in external:
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        location = entries.get("location", "")
+        name = tensor.name or "(unnamed)"
+        if "\0" in location:
+            raise ModelError(
+                f"{path}: external data location {location!r} of tensor {name!r} holds a NUL "
+                "byte; not a file name"
+            )
+        target = Path(os.path.realpath(base / location)) if location else base
         if not location or os.path.isabs(location) or base not in target.parents:
             raise ModelError(
-                f"{path}: external data {location!r} of tensor {tensor.name!r} "
+                f"{path}: external data {location!r} of tensor {name!r} "
                 "points outside the model's folder; refusing to read it"
             )
-        if not target.is_file():
-            raise ModelError(f"{path}: external data file {location!r} is missing")
-    if tensors:
+        if os.path.islink(base / location):  # as onnx does: never through a link
+            raise ModelError(
+                f"{path}: external data file {location!r} of tensor {name!r} is a symbolic "
+                "link; refusing to read it"
+            )
         try:
-            edh.load_external_data_for_model(proto, str(base))
-        except Exception as exc:
-            raise ModelError(f"{path}: cannot read its external data ({exc})") from exc
-
+            info = os.stat(target)
+        except OSError:
+            raise ModelError(f"{path}: external data file {location!r} is missing") from None
+        if not stat_module.S_ISREG(info.st_mode):
+            raise ModelError(
+                f"{path}: external data file {location!r} of tensor {name!r} is not a regular "
+                "file; refusing to read it"
+            )
+        numbers = {}
+        for key in ("offset", "length"):
+            text = entries.get(key)
+            if text is None:
+                continue
+            if not text.strip().isdigit():
+                raise ModelError(
+                    f"{path}: external data of tensor {name!r} has an invalid {key} {text!r}"
+                )
+            numbers[key] = int(text)
+        offset = numbers.get("offset", 0)
+        expected = declared_bytes(tensor)
+        length = numbers.get("length", expected)
+        if length is None:
+            length = max(0, info.st_size - offset)
+        if expected is not None and length != expected:
+            raise ModelError(
+                f"{path}: external data of tensor {name!r} declares {length} bytes; its shape "
+                f"{list(tensor.dims)} needs {expected}"
+            )
+        if offset + length > info.st_size:
+            raise ModelError(
+                f"{path}: external data of tensor {name!r} needs bytes {offset}..{offset + length}"
+                f" of {location!r}, which holds {info.st_size}"
+            )
+        per_file[target] = per_file.get(target, 0) + length
+        plan.append((tensor, target, offset, length, location, info))
+    total = sum(item[3] for item in plan)
+    if total > budget:
+        raise ModelError(
+            f"{path}: external data declares {size_text(total)} in all, over the limit of "
+            f"{size_text(budget)} (FMVIZ_MAX_EXTERNAL_BYTES raises it)"
+        )
+    for target, declared in per_file.items():
+        info = os.stat(target)
+        stored = getattr(info, "st_blocks", None)
+        if stored is not None and declared >= (1 << 20) and stored * 512 < declared // 2:
+            location = os.path.relpath(target, base)
+            raise ModelError(
+                f"{path}: external data file {location!r} is sparse on disk ({size_text(declared)}"
+                f" declared, {size_text(stored * 512)} stored); refusing holes as weights"
+            )
+    for tensor, target, offset, length, location, _info in plan:
+        try:
+            with open(target, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+        except OSError as exc:
+            raise ModelError(
+                f"{path}: cannot read external data file {location!r} "
+                f"({exc.strerror or type(exc).__name__})"
+            ) from exc
+        if len(data) != length:
+            raise ModelError(
+                f"{path}: external data file {location!r} ended early (tensor {tensor.name!r})"
+            )
+        tensor.raw_data = data
+        tensor.data_location = TensorProto.DEFAULT
+        del tensor.external_data[:]
 
 
 def _model_inputs(proto: onnx.ModelProto, shapes: dict) -> list[ModelInput]:

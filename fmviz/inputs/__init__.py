@@ -102,11 +102,14 @@ def primary_input(
 
 def check_input_path(path: str | Path) -> str:
     """The kind of an input file; an :class:`InputError` if it is missing or of no known kind."""
+    from .safe import check_regular
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an input file")
+    check_regular(path)  # a FIFO or a link to /dev/zero named x.npy is refused, never opened
     kind = input_kind(path)
     if kind is None:
         raise InputError(
@@ -215,6 +218,14 @@ def build_feeds(
             )
         shape = concrete_shape(item.shape, known)
         value = requested.get(item.name)
+        if value is None or _NUMBER.match(value.strip()):
+            from .safe import check_bytes
+
+            try:  # estimated before np.zeros / np.full allocate anything
+                check_bytes(shape, item.dtype.itemsize, f"input {item.name!r} {list(shape)} "
+                            f"{item.dtype} ({'zeros' if value is None else '--feed'})")
+            except InputError as exc:
+                raise ModelError(f"{model_path}: {exc}") from None
         if value is None:
             feeds[item.name] = np.zeros(shape, dtype=item.dtype)
             record[item.name] = {"source": "zeros", "shape": list(shape), "dtype": str(item.dtype)}
@@ -242,7 +253,7 @@ def build_feeds(
             from .tensors import fit_tensor, read_tensor
 
             file = Path(value)
-            array = fit_tensor(read_tensor(file), item, file)
+            array = fit_tensor(read_tensor(file, item), item, file)
             feeds[item.name] = array
             record[item.name] = {
                 "source": str(file),

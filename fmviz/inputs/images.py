@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OptionError
-from ..formatting import format_shape
 from ..graph import ModelInput
+from ..text import format_shape
 
 OVERLAY_MAX_SIDE = 2048
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,9 +44,21 @@ def open_picture(path: Path, max_pixels: int | None = None):
     Decompression bombs (more pixels than ``max_pixels``, default Pillow's limit) are refused
     before any pixel is decoded. Returns the image and a record of what was found.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
+
+    from .safe import open_regular
 
     limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+    handle = open_regular(path)  # a FIFO or device named x.png is refused, never waited on
+    try:
+        return _open_picture(path, handle, limit, max_pixels)
+    finally:
+        handle.close()
+
+
+def _open_picture(path: Path, handle, limit, max_pixels):
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings(), _pillow_limit(max_pixels):
             # The limit (--max-pixels, else Pillow's warning threshold) is checked just below,
@@ -55,7 +67,7 @@ def open_picture(path: Path, max_pixels: int | None = None):
             warnings.simplefilter("ignore")
             if path.stat().st_size == 0:
                 raise InputError(f"{path}: empty file, not an image")
-            image = Image.open(path)
+            image = Image.open(handle)
             width, height = image.size
             if limit and width * height > limit:
                 raise InputError(
@@ -122,10 +134,15 @@ def _pillow_limit(max_pixels: int | None):
 
 
 def _exif_orientation(image) -> int | None:
+    """The EXIF Orientation (1..8), or None when absent or not a SHORT in range (a RATIONAL or
+    UNDEFINED value written by a broken tool is ignored: the picture is used as stored)."""
     try:
-        return image.getexif().get(0x0112)
+        value = image.getexif().get(0x0112)
     except Exception:
         return None
+    if type(value) is not int or not 1 <= value <= 8:
+        return None
+    return value
 
 
 def picture_array(
@@ -278,6 +295,7 @@ def load_image(path: Path, target: ModelInput, options):
     size, record["resize_rule"] = _target_size(
         shape[height_dim], shape[width_dim], picture.size[1], picture.size[0], options.size
     )
+    _check_fed_size(path, target, layout, channels, size)
     values, convert_record = picture_array(picture, channels, size)
     record.update(convert_record)
     notices = []
@@ -351,6 +369,17 @@ def load_image(path: Path, target: ModelInput, options):
         picture=lambda: _overlay_picture(picture),  # made on first use: scans never need it
         notices=notices,
     )
+
+
+def _check_fed_size(path: Path, target: ModelInput, layout: str, channels: int, size) -> None:
+    """Refuse (before resizing) a tensor too large to prepare: it is built in float64."""
+    from .safe import check_bytes
+
+    batch = target.shape[0] if isinstance(target.shape[0], int) and target.shape[0] > 0 else 1
+    width, height = size
+    shape = [batch, channels, height, width] if layout == "NCHW" else [
+        batch, height, width, channels]
+    check_bytes(shape, 8, f"{path}: input {target.name!r} fed {shape} (prepared in float64)")
 
 
 def _overlay_picture(picture):

@@ -19,16 +19,18 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, OptionError
-from ..formatting import format_shape
 from ..graph import ModelInput
+from ..text import format_shape
 
-MAX_TEXT_BYTES = 512 * 1024 * 1024  # a CSV larger than this is almost surely a mistake
+MAX_TEXT_BYTES = 32 * 1024 * 1024  # a CSV larger than this is almost surely a mistake
+MAX_LINE_BYTES = 1024 * 1024  # one row longer than this is not a row of samples
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
@@ -210,6 +212,10 @@ def fit_series(
             out["cropped"] = {"from": total, "to": length, "kept": [0, length]}
             notices.append(f"{path}: {total} samples cropped to {where} {length}")
         else:
+            from .safe import check_bytes
+
+            check_bytes((signal.shape[0], length), 8,
+                        f"{path}: input {target.name!r} fed {signal.shape[0]}x{length} samples")
             pad = length - signal.shape[1]
             signal = np.pad(signal, ((0, 0), (0, pad)))
             out["padded"] = {"from": total, "to": length, "zeros_at_end": pad}
@@ -225,16 +231,25 @@ def fit_series(
 
 def read_table(path: Path, delimiter: str = ",") -> tuple[np.ndarray, dict]:
     """Numbers of a CSV/TSV file as float64 ``[columns, rows]`` and a record of the file."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_TEXT_BYTES:
-            raise InputError(
-                f"{path}: {size} bytes is too large for a table (limit {MAX_TEXT_BYTES}); "
-                "convert it to .npy"
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    from .safe import open_regular
+
+    with open_regular(path) as handle:  # only a regular file: never /dev/zero or a FIFO
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_TEXT_BYTES:
+                raise InputError(
+                    f"{path}: {size} bytes is too large for a table (limit {MAX_TEXT_BYTES}); "
+                    "convert it to .npy"
+                )
+            raw = handle.read(MAX_TEXT_BYTES + 1)  # bounded even if the file grows meanwhile
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_TEXT_BYTES:
+        raise InputError(
+            f"{path}: more than {MAX_TEXT_BYTES} bytes is too large for a table; "
+            "convert it to .npy"
+        )
+    _check_line_lengths(raw, path)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -294,6 +309,22 @@ def read_table(path: Path, delimiter: str = ",") -> tuple[np.ndarray, dict]:
     return np.ascontiguousarray(values.T), record
 
 
+def _check_line_lengths(raw: bytes, path: Path) -> None:
+    """Refuse a line longer than MAX_LINE_BYTES before the csv module builds it."""
+    if len(raw) <= MAX_LINE_BYTES:
+        return
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    ends = np.flatnonzero((codes == 10) | (codes == 13))
+    bounds = np.concatenate(([-1], ends, [len(raw)]))
+    gaps = np.diff(bounds) - 1
+    longest = int(np.argmax(gaps))
+    if gaps[longest] > MAX_LINE_BYTES:
+        line = int(np.count_nonzero(codes[: bounds[longest] + 1] == 10)) + 1
+        raise InputError(
+            f"{path}: line {line} is longer than {MAX_LINE_BYTES} bytes; not a table of samples"
+        )
+
+
 def _is_number(cell: str) -> bool:
     try:
         float(cell)
@@ -338,12 +369,11 @@ def read_wav(path: Path, max_frames: int | None = None) -> tuple[np.ndarray, dic
     Only the first ``max_frames`` frames are decoded when given (the record still counts all).
     Any malformed file is an :class:`InputError` that says what is wrong.
     """
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    from .safe import open_regular
+
+    handle = open_regular(path)  # only a regular file: never /dev/zero or a FIFO
     with handle:
-        file_size = path.stat().st_size
+        file_size = os.fstat(handle.fileno()).st_size
         head = handle.read(12)
         if len(head) < 12:
             raise InputError(f"{path}: too short to be a WAV file ({len(head)} bytes)")

@@ -8,19 +8,32 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..formatting import format_shape
 from ..graph import ModelInput
+from ..text import format_shape
+from .safe import check_bytes, max_input_bytes, open_regular
 
 
-def read_tensor(path: Path) -> np.ndarray:
-    """Load a ``.npy`` file or a ``.npz`` holding exactly one array (``allow_pickle=False``)."""
+def read_tensor(path: Path, target: ModelInput | None = None) -> np.ndarray:
+    """Load a ``.npy`` file or a ``.npz`` holding exactly one array (``allow_pickle=False``).
+
+    Only a regular file is read (a FIFO or device is refused without blocking). The shape the
+    file declares is checked against ``target`` (when given) and the input budget before any
+    data is read or inflated.
+    """
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a tensor file")
-    _check_signature(path)
+    with open_regular(path) as handle:
+        _check_signature(handle, path)
+        _check_declared(handle, path, target)
+        handle.seek(0)
+        return _load(handle, path)
+
+
+def _load(handle, path: Path) -> np.ndarray:
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(handle, allow_pickle=False)
     except ValueError as exc:
         if _is_pickle_refusal(exc):
             raise InputError(
@@ -70,15 +83,15 @@ _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
 
 
-def _check_signature(path: Path) -> None:
+def _check_signature(handle, path: Path) -> None:
     """Refuse files that are neither .npy nor .npz before numpy sees them.
 
     ``np.load`` treats anything without a NumPy or zip signature as a pickle, so without this
     check random bytes or a text file would be reported as "Python objects".
     """
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(_NPY_MAGIC))
+        head = handle.read(len(_NPY_MAGIC))
+        handle.seek(0)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if not head:
@@ -88,6 +101,75 @@ def _check_signature(path: Path) -> None:
     if head[:1] == b"\x80":  # pickle protocol 2+
         raise InputError(f"{path}: holds a Python pickle, not numbers (fmviz never unpickles)")
     raise InputError(f"{path}: not a .npy or .npz file (no NumPy or zip signature)")
+
+
+def _npy_header(stream) -> tuple[tuple[int, ...], np.dtype] | None:
+    """The shape and dtype a .npy header declares (reading only the header), else None."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    except Exception:  # numpy's own load reports a broken header in its words
+        return None
+    return tuple(int(d) for d in shape), np.dtype(dtype)
+
+
+def _check_declared(handle, path: Path, target: ModelInput | None) -> None:
+    """Check what a .npy (or a one-member .npz) declares before anything is read or inflated:
+    the shape against ``target``, the bytes (a member's declared size too) against the budget."""
+    head = handle.read(len(_NPY_MAGIC))
+    handle.seek(0)
+    if head.startswith(_NPY_MAGIC):
+        declared = _npy_header(handle)
+        if declared is not None:
+            _check_shape(path, *declared, target)
+        return
+    try:
+        archive = zipfile.ZipFile(handle)
+    except Exception:  # numpy's own load says what is wrong with the zip
+        return
+    with archive:
+        members = archive.infolist()
+        if len(members) != 1:
+            return  # refused by name count, nothing inflated
+        member = members[0]
+        name = member.filename[:-4] if member.filename.endswith(".npy") else member.filename
+        try:
+            with archive.open(member) as stream:
+                declared = _npy_header(stream)
+        except Exception:
+            declared = None
+        if declared is not None:
+            _check_shape(path, *declared, target, member=name)
+        else:  # not a .npy member (numpy would read it whole as bytes): its declared size
+            check_bytes((member.file_size,), 1, f"{path}: member {name!r}", max_input_bytes())
+
+
+def _check_shape(path: Path, shape, dtype: np.dtype, target, member: str | None = None) -> None:
+    if dtype.hasobject:
+        return  # refused as Python objects when numpy reads it
+    if target is not None and not _fits(shape, target.shape):
+        raise InputError(
+            f"{path}: tensor shape {list(shape)} does not fit input "
+            f"{target.name!r} {format_shape(target.shape)}"
+        )
+    where = f"{path}: array {member!r}" if member is not None else f"{path}: array"
+    check_bytes(shape, dtype.itemsize, f"{where} {list(shape)} {dtype}")
+
+
+def _fits(shape, declared) -> bool:
+    """Whether an array of ``shape`` fits an input declared ``declared`` (batch dim optional)."""
+    if declared is None:
+        return True
+    shape = tuple(shape)
+    if len(shape) == len(declared) - 1:
+        shape = (1, *shape)
+    return len(shape) == len(declared) and not any(
+        isinstance(want, int) and want > 0 and want != got
+        for want, got in zip(declared, shape, strict=True)
+    )
 
 
 def _is_pickle_refusal(exc: ValueError) -> bool:
@@ -139,7 +221,7 @@ def cast_exactly(array: np.ndarray, dtype: np.dtype | None, path: Path) -> np.nd
 def load_tensor_input(path: Path, target: ModelInput):
     from . import PreparedInput
 
-    raw = read_tensor(path)
+    raw = read_tensor(path, target)
     array = fit_tensor(raw, target, path)
     return PreparedInput(
         path=path,

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _markup_escape
 from rich.table import Table
 
-from ..formatting import channel_ranges, format_shape, percent
+from ..text import channel_ranges, format_shape, percent, visible
+
+
+def escape(text) -> str:
+    """Model- or file-supplied text for rich: control characters escaped (a name cannot clear
+    the screen or fake a line), then rich markup escaped."""
+    return _markup_escape(visible(text))
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -36,12 +42,12 @@ def print_layers(document: dict, console: Console | None = None) -> None:
         table.add_row(
             str(layer["index"]),
             escape(layer["name"]),
-            layer["op"],
+            escape(layer["op"]),
             "x".join(map(str, layer["kernel"])) if layer["kernel"] else "?",
             "x".join(map(str, layer["stride"])) if layer["stride"] else "?",
             str(layer["groups"]),
             str(layer["channels"]) if layer["channels"] is not None else "?",
-            layer["activation"] or "-",
+            escape(layer["activation"] or "-"),
             escape(layer["tensor"]),
             escape(format_shape(layer["shape"])),
         )

@@ -24,8 +24,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import OptionError
-from ..formatting import channel_ranges, percent
 from ..io import atomic_write_text, ensure_dir
+from ..text import channel_ranges, percent
 
 SCHEMA = "fmviz/dead-filters/1"
 FORMATS = {".json": "json", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
@@ -191,11 +191,10 @@ def _headline(report: dict) -> str:
 
 
 def _md(text) -> str:
-    """Text safe inside a Markdown table cell."""
-    value = "" if text is None else str(text)
-    value = value.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
-    value = value.replace("<", "&lt;").replace(">", "&gt;")
-    return " ".join(value.split())
+    """Text safe inside a Markdown table cell (see :func:`fmviz.text.markdown_cell`)."""
+    from ..text import markdown_cell
+
+    return markdown_cell(text)
 
 
 def to_markdown(report: dict) -> str:

@@ -29,8 +29,8 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
-from ..formatting import channel_ranges, format_shape
 from ..io import atomic_write_text, ensure_dir
+from ..text import channel_ranges, format_shape
 
 __all__ = [
     "INPUT_PICTURE",

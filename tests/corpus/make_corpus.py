@@ -155,6 +155,35 @@ def _external(model: onnx.ModelProto, tensor_name: str, location: str) -> onnx.M
     raise KeyError(tensor_name)
 
 
+def _to_external(tensor: TensorProto, location: str, length: int | None = None) -> None:
+    """Move ``tensor``'s data to external data at ``location`` (offset 0)."""
+    size = len(numpy_helper.to_array(tensor).tobytes())
+    tensor.ClearField("float_data")
+    tensor.ClearField("int64_data")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"),
+                       ("length", str(size if length is None else length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _sparse_bias_model(ok: onnx.ModelProto, location: str | None) -> onnx.ModelProto:
+    """``ok`` with the bias of conv1 ("conv1.b", 8 floats) as a sparse initializer whose values
+    (when ``location`` is given) are external data at ``location``."""
+    model = onnx.ModelProto.FromString(ok.SerializeToString())
+    bias = next(t for t in model.graph.initializer if t.name == "conv1.b")
+    dense = numpy_helper.to_array(bias)
+    model.graph.initializer.remove(bias)
+    values = numpy_helper.from_array(dense, "conv1.b")
+    indices = numpy_helper.from_array(np.arange(dense.size, dtype=np.int64), "conv1.b_indices")
+    sparse = helper.make_sparse_tensor(values, indices, list(dense.shape))
+    if location is not None:
+        _to_external(sparse.values, location)
+    model.graph.sparse_initializer.append(sparse)
+    return model
+
+
 def _rank1_input_model() -> onnx.ModelProto:
     """Input ``flat`` [48] -> Reshape [1, 3, 4, 4] -> Conv: no input of rank >= 2 to feed."""
     rng = np.random.default_rng(5)
@@ -272,6 +301,17 @@ def build_models(root: Path) -> None:
     odd_elem = onnx.ModelProto.FromString(ok_bytes)
     odd_elem.graph.input[0].type.tensor_type.elem_type = 29
     _write(d / "unknown-elem-type.onnx", odd_elem.SerializeToString())
+    # Issue 17, class 5: declared shapes far beyond any memory (refused before allocating).
+    huge_extra = onnx.ModelProto.FromString(models.extra_inputs().SerializeToString())
+    scale = next(i for i in huge_extra.graph.input if i.name == "scale")
+    del scale.type.tensor_type.shape.dim[:]
+    for size in (100_000, 100_000, 100):
+        scale.type.tensor_type.shape.dim.add().dim_value = size
+    _write(d / "huge-extra.onnx", huge_extra.SerializeToString())
+    huge_primary = onnx.ModelProto.FromString(ok_bytes)
+    dims = huge_primary.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, 100_000, 100_000
+    _write(d / "huge-primary.onnx", huge_primary.SerializeToString())
     (d / "folder.onnx").mkdir(parents=True, exist_ok=True)
     _write(d / "folder.onnx" / "README", "A folder named like a model file.\n")
 
@@ -290,6 +330,39 @@ def build_models(root: Path) -> None:
         ("external-sneaky", "sub/../../secret.bin"),
     ):
         _write(d / folder / "model.onnx", _external(ok, "conv1.w", location).SerializeToString())
+
+    # Issue 17, class 2: every tensor that can carry external data is checked the same way.
+    bias = numpy_helper.to_array(next(t for t in ok.graph.initializer if t.name == "conv1.b"))
+    _write(d / "bias.bin", bias.tobytes())  # outside the folders below, like secret.bin
+    sparse_ok = d / "external-sparse-ok"
+    _write(sparse_ok / "model.onnx", _sparse_bias_model(ok, "bias.bin").SerializeToString())
+    _write(sparse_ok / "bias.bin", bias.tobytes())
+    _write(d / "external-sparse-parent" / "model.onnx",
+           _sparse_bias_model(ok, "../bias.bin").SerializeToString())
+    # onnxruntime resolved this one against the working folder, which holds models/bias.bin
+    _write(d / "external-sparse-cwd" / "model.onnx",
+           _sparse_bias_model(ok, "models/bias.bin").SerializeToString())
+    _write(d / "external-nul" / "model.onnx",
+           _external(ok, "conv1.w", "weights\x00.bin").SerializeToString())
+    attribute = onnx.ModelProto.FromString(ok_bytes)
+    value = numpy_helper.from_array(weights_array := np.zeros(216, np.float32), "const")
+    _to_external(value, "../secret.bin", len(weights_array.tobytes()))
+    attribute.graph.node.append(
+        helper.make_node("Constant", [], ["unused_const"], name="const", value=value)
+    )
+    _write(d / "external-attribute" / "model.onnx", attribute.SerializeToString())
+    branch = models.only_if()
+    then_branch = next(a.g for a in branch.graph.node[0].attribute if a.name == "then_branch")
+    _to_external(then_branch.initializer[0], "../secret.bin")
+    _write(d / "external-subgraph" / "model.onnx", branch.SerializeToString())
+    short = d / "external-short"
+    _write(short / "model.onnx", _external(ok, "conv1.w", "weights.bin").SerializeToString())
+    _write(short / "weights.bin", weights[: len(weights) // 2])
+    lying = onnx.ModelProto.FromString(ok_bytes)
+    _to_external(next(t for t in lying.graph.initializer if t.name == "conv1.w"), "weights.bin",
+                 length=8)
+    _write(d / "external-wrong-length" / "model.onnx", lying.SerializeToString())
+    _write(d / "external-wrong-length" / "weights.bin", weights)
 
 
 def build_images(root: Path) -> None:
@@ -409,6 +482,19 @@ def build_tensors(root: Path) -> None:
     _write(d / "header-only.npy", ok_npy[:128])
     _write(d / "random.npy", np.random.default_rng(5).bytes(512))
     _write(d / "text.npy", "1 2 3\n4 5 6\n")
+    # Issue 17, class 4: headers that declare far more than the file holds (a 10 GiB array in a
+    # few hundred bytes): refused from the header, before numpy allocates or inflates anything.
+    huge = np.lib.format.header_data_from_array_1_0(good)
+    huge["shape"] = (1, 3, 30_000, 30_000)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, huge)
+    _write(d / "huge-header.npy", head.getvalue() + b"\x00" * 64)
+    deflated = io.BytesIO()
+    with zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo("x.npy", date_time=(2020, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, head.getvalue() + b"\x00" * 4096)
+    _write(d / "huge-member.npz", deflated.getvalue())
     _write(d / "fractions.npy", _npy(np.full((3, 16, 16), 0.5, np.float32)))  # for uint8.onnx
 
 
