@@ -113,3 +113,25 @@ def test_scan_reports_the_std(tmp_path):
     assert np.all(np.abs(stats.mean - mean) <= 1e-7 * np.abs(mean) + 1e-4 * std)
     np.testing.assert_allclose(stats.std[:3], std[:3], rtol=1e-4)
     assert not stats.constant()[0]  # max - min is ~5e-4 > eps
+
+
+def test_constant_channel_has_std_exactly_zero():
+    """float64 sums of a constant channel can leave a rounding residue (a std of ~1e-8);
+    the std is bounded by (max - min) / 2, which is 0."""
+    data, (names,) = reduction_model(identity_conv(4, 17), [Target("out")], EPS)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    stats = ChannelStats(4, EPS)
+    maps = []
+    for size in (13, 29, 31):
+        x = np.full((3, 4, size, size), 1.9176381826400757, np.float32)
+        x[:, 1:] = np.random.default_rng(size).normal(0, 1, (3, 3, size, size))
+        values = dict(zip(names.names(), session.run(names.names(), {"input": x}), strict=True))
+        stats.add_reduced(positions=np.full(3, size * size), min=values[names.min],
+                          max=values[names.max], sum=values[names.sum],
+                          sumsq=values[names.sumsq], active=values[names.active])
+        maps.append(x.transpose(1, 0, 2, 3).reshape(4, -1))
+    n = stats.finite_count[0]
+    assert stats.sumsq[0] / n - (stats.sum[0] / n) ** 2 > 0  # the residue the sums leave
+    assert stats.std[0] == 0.0
+    want = np.concatenate(maps, axis=1).astype(np.float64).std(axis=1)
+    np.testing.assert_allclose(stats.std[1:], want[1:], rtol=1e-6)
