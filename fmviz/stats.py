@@ -198,11 +198,14 @@ class ChannelStats:
 
     @property
     def std(self) -> np.ndarray:
-        """Population standard deviation from the sums (float64; clipped at 0)."""
+        """Population standard deviation from the sums (float64), within its exact bounds
+        0 <= std <= (max - min) / 2: a constant channel gets exactly 0, where the float64 sums
+        (rounded to ~1e-16 of the mean square) would leave a residue."""
         n = np.maximum(self.finite_count, 1)
         with np.errstate(invalid="ignore", divide="ignore"):
             variance = np.maximum(self.sumsq / n - np.square(self.sum / n), 0.0)
-            return np.where(self.finite_count > 0, np.sqrt(variance), np.nan)
+            std = np.minimum(np.sqrt(variance), (self.max - self.min) / 2)
+            return np.where(self.finite_count > 0, std, np.nan)
 
     @property
     def active_fraction(self) -> np.ndarray:

@@ -156,6 +156,15 @@ def picture_array(
     precision is lost. 16-bit images ("I;16" modes) are always scaled down to 0..255
     (x / 257), however dark; 32-bit integer images ("I") only when their values exceed 255.
     """
+    values, record = picture_pixels(image, channels, size)
+    return values.astype(np.float32, copy=False), record
+
+
+def picture_pixels(
+    image, channels: int, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, dict]:
+    """:func:`picture_array` without the float copy of 8-bit pictures: uint8 [H, W, channels]
+    for 8-bit modes (the same values), float32 for 16-bit, 32-bit and float modes."""
     mode = image.mode
     record: dict = {}
     if size == image.size:
@@ -186,7 +195,7 @@ def picture_array(
 
         image = image.resize(size, Image.BILINEAR)
         record.update(resized_to=list(size), resample="bilinear", resample_on="8-bit")
-    values = np.asarray(image, dtype=np.float32)
+    values = np.asarray(image)
     if values.ndim == 2:
         values = values[..., np.newaxis]
     return values, record
@@ -296,7 +305,7 @@ def load_image(path: Path, target: ModelInput, options):
         shape[height_dim], shape[width_dim], picture.size[1], picture.size[0], options.size
     )
     _check_fed_size(path, target, layout, channels, size)
-    values, convert_record = picture_array(picture, channels, size)
+    values, convert_record = picture_pixels(picture, channels, size)
     record.update(convert_record)
     notices = []
     if options.size is not None and record["resize_rule"] == "model":
@@ -321,13 +330,18 @@ def load_image(path: Path, target: ModelInput, options):
     # value = (x * scale + offset - mean') / std' with mean' = mean*255*scale + offset.
     model_mean = mean * 255 * scale + offset if mean is not None else np.zeros(channels)
     model_std = std * 255 * scale if std is not None else np.ones(channels)
-    # in float64, then cast once: the fed values are the correctly rounded formula
-    array = values.astype(np.float64) * scale + offset
-    array = (array - model_mean) / model_std
-    if options.bgr:
-        if channels < 3:
-            raise OptionError("bgr", "needs a model with 3 or 4 input channels")
-        array[..., :3] = array[..., 2::-1].copy()
+    if options.bgr and channels < 3:
+        raise OptionError("bgr", "needs a model with 3 or 4 input channels")
+    dtype = target.dtype or np.dtype(np.float32)
+    # output channel j holds picture channel sources[j] (--bgr swaps the first three)
+    sources = [2 - j if options.bgr and j < 3 else j for j in range(channels)]
+    tensor, exact = _normalised(values, layout, dtype, scale, offset, model_mean, model_std,
+                                sources)
+    if not exact:
+        raise InputError(
+            f"{path}: input {target.name!r} is {dtype}; preset {preset!r} gives "
+            "values that are not exact integers in range (use --preset raw)"
+        )
     record.update(
         {
             "channels": channels,
@@ -341,26 +355,10 @@ def load_image(path: Path, target: ModelInput, options):
             "bgr": bool(options.bgr),
         }
     )
-    tensor = array[np.newaxis]  # [1, H, W, C]
-    if layout == "NCHW":
-        tensor = tensor.transpose(0, 3, 1, 2)
     batch = shape[0]
     if isinstance(batch, int) and batch > 1:  # a static batch: fill it with copies
         tensor = np.repeat(tensor, batch, axis=0)
         record["batch_copies"] = batch
-    dtype = target.dtype or np.dtype(np.float32)
-    if dtype.kind != "f":
-        rounded = np.rint(tensor)
-        info = np.iinfo(dtype) if dtype.kind in "iu" else None
-        if not np.allclose(rounded, tensor, atol=1e-6) or (
-            info is not None and (rounded.min() < info.min or rounded.max() > info.max)
-        ):
-            raise InputError(
-                f"{path}: input {target.name!r} is {dtype}; preset {preset!r} gives "
-                "values that are not exact integers in range (use --preset raw)"
-            )
-        tensor = rounded
-    tensor = np.ascontiguousarray(tensor.astype(dtype))
     return PreparedInput(
         path=path,
         kind="image",
@@ -372,14 +370,60 @@ def load_image(path: Path, target: ModelInput, options):
 
 
 def _check_fed_size(path: Path, target: ModelInput, layout: str, channels: int, size) -> None:
-    """Refuse (before resizing) a tensor too large to prepare: it is built in float64."""
+    """Refuse (before resizing) a tensor too large to prepare (in the model's dtype, at least
+    four bytes a value: 16-bit and float pictures pass through float32 planes)."""
     from .safe import check_bytes
 
     batch = target.shape[0] if isinstance(target.shape[0], int) and target.shape[0] > 0 else 1
     width, height = size
     shape = [batch, channels, height, width] if layout == "NCHW" else [
         batch, height, width, channels]
-    check_bytes(shape, 8, f"{path}: input {target.name!r} fed {shape} (prepared in float64)")
+    itemsize = max(4, (target.dtype or np.dtype(np.float32)).itemsize)
+    check_bytes(shape, itemsize, f"{path}: input {target.name!r} fed {shape}")
+
+
+def _normalised(values: np.ndarray, layout: str, dtype: np.dtype, scale: float, offset: float,
+                mean: np.ndarray, std: np.ndarray, sources: list[int]) -> tuple[np.ndarray, bool]:
+    """The tensor ``[1, C, H, W]`` (or ``[1, H, W, C]``) in ``dtype``: output channel j is
+    ``(x * scale + offset - mean[s]) / std[s]`` of picture channel ``s = sources[j]``, computed
+    in float64 and rounded once to ``dtype`` (to an exact integer for integer dtypes).
+
+    8-bit pictures go through a 256-entry table per channel, each entry computed with that
+    formula: the same bits as the formula applied to every pixel, with no float64 copy of
+    the picture. Other pictures (16-bit, float) are computed one channel plane at a time.
+    Also returns False when an integer ``dtype`` gets a value that is not an integer in range.
+    """
+    height, width, channels = values.shape
+    shape = (1, channels, height, width) if layout == "NCHW" else (1, height, width, channels)
+    tensor = np.empty(shape, dtype=dtype)
+    exact = True
+    for j, source in enumerate(sources):
+        plane = values[..., source]
+        out = tensor[0, j] if layout == "NCHW" else tensor[0, ..., j]
+        if values.dtype == np.uint8:
+            formula = np.arange(256, dtype=np.float64) * scale + offset
+            table, ok = _cast((formula - mean[source]) / std[source], dtype)
+            if not ok.all():  # only values that occur count against the picture
+                exact = exact and not (~ok)[plane].any()
+            np.take(table, plane, out=out, mode="clip")  # uint8 < 256: no check needed
+        else:
+            formula = plane.astype(np.float64) * scale + offset
+            out[...], ok = _cast((formula - mean[source]) / std[source], dtype)
+            exact = exact and bool(ok.all())
+    return tensor, exact
+
+
+def _cast(array: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``array`` (float64) in ``dtype``, and where that is exact: integer dtypes take the
+    nearest integer where it is within 1e-6 (relative 1e-5) and in range."""
+    if dtype.kind == "f":
+        return array.astype(dtype), np.ones(array.shape, dtype=bool)
+    rounded = np.rint(array)
+    ok = np.isclose(rounded, array, atol=1e-6)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        ok &= (rounded >= info.min) & (rounded <= info.max)
+    return rounded.astype(dtype), ok
 
 
 def _overlay_picture(picture):
