@@ -46,7 +46,7 @@ SPEC_LAYER = {
     "channel_stats",
 }
 SPEC_STATS = {"min", "max", "mean", "std", "zero_fraction", "nonfinite"}
-SPEC_CHANNEL_STATS = {"max", "mean", "zero_fraction"}
+SPEC_CHANNEL_STATS = {"min", "max", "mean", "zero_fraction"}
 
 # conv_bn_relu(): layer -> (pre tensor, post tensor, activation, channels)
 CBR = {
