@@ -98,6 +98,8 @@ def render_layer(
     else:
         normalize = options.normalize
         channels = tiles.strongest_channels(maps, options.max_channels)
+        if len(channels) == 1:
+            normalize = "layer"  # one tile: its own range is the layer's, printed in numbers
         grid = tiles.make_tiles(maps, channels, normalize, options.clip, centred=centred)
     # the grid stays the unlabelled true picture; the heatmap carries the channel numbers
     save_png(tiles.grid_image(grid), folder / files["grid"])
