@@ -15,8 +15,7 @@ from fmviz import render
 from fmviz.cli import main
 from fmviz.render import tiles
 from fmviz.render.layer import RenderOptions, render_layer
-
-import models
+from tests import models
 
 
 def probe(activation=None):
