@@ -298,7 +298,12 @@ def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) 
     help="Clip values to the P..100-P percentiles before scaling.",
 )
 @click.option("--cmap", help="Matplotlib colormap for heatmaps (default magma, or RdBu_r when "
-              "maps have negative values).")
+              "both signs carry weight; see --center).")
+@click.option("--center", type=click.Choice(["zero", "none"]),
+              help="zero: always centre the colour scale on 0 (diverging); none: never. "
+              "Default: diverging only when both signs carry real weight (README).")
+@click.option("--overlay-channel", type=click.IntRange(min=0), metavar="K",
+              help="Overlay channel K of each layer (where it has one) instead of its energy.")
 @click.option(
     "--max-channels",
     type=click.IntRange(min=1),
@@ -327,13 +332,14 @@ def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) 
 @click.option("--quiet", "-q", is_flag=True, help="No notices on stderr.")
 @debug_option
 def run(model, inputs, out, patterns, stage, expose_if, providers, threads, normalize, clip, cmap,
-        max_channels, alpha, save_arrays, workers, max_memory, html, as_json, quiet, debug,
-        **kwargs) -> None:
+        center, overlay_channel, max_channels, alpha, save_arrays, workers, max_memory, html,
+        as_json, quiet, debug, **kwargs) -> None:
     """Write feature-map pictures and a manifest for each INPUT.
 
-    INPUT is an image, a series (.csv .tsv .wav) or a tensor (.npy .npz); '-' reads paths from
-    stdin, one per line. Each input gets OUT/<stem>/ with NNN-<layer>.grid.png,
-    .heatmap.png, .overlay.png (images) or .series.png (1-D layers), and manifest.json.
+    INPUT is an image, a series (.csv .tsv .wav) or a tensor (.npy .npz), a folder (searched
+    recursively for those) or '-' for paths on stdin, one per line. Each input gets OUT/<stem>/
+    with NNN-<layer>.grid.png, .heatmap.png, .overlay.png (images) or .series.png (1-D
+    layers), and manifest.json.
 
     \b
     Example:
@@ -350,14 +356,20 @@ def run(model, inputs, out, patterns, stage, expose_if, providers, threads, norm
         patterns=tuple(patterns),
         stage=stage,
         render=RenderOptions(
-            normalize=normalize, clip=clip, cmap=cmap, max_channels=max_channels, alpha=alpha
+            normalize=normalize, clip=clip, cmap=cmap, max_channels=max_channels, alpha=alpha,
+            center=center, overlay_channel=overlay_channel,
         ),
         inputs=input_opts,
         save_arrays=save_arrays,
         html=html,
         workers=workers,
     )
-    paths = _expand_stdin(inputs)
+    from .inputs.collect import collect_inputs
+
+    paths = [str(p) for p in collect_inputs(inputs, unique=False)]  # files, folders and '-'
+    for item in inputs:
+        if item != "-" and Path(item).is_dir() and not collect_inputs([item]):
+            raise click.UsageError(f"{item}: no image, series or tensor files in this folder")
     if not paths:
         raise click.UsageError("no input paths were given (stdin was empty)")
     opened = _open_model(model, providers, threads, max_memory, expose_if)
@@ -401,6 +413,8 @@ def _expand_stdin(inputs) -> list[str]:
 @click.option("--report", "reports", multiple=True, metavar="PATH",
               help="Write the report to PATH: .json, .md, .html or .csv (repeatable).")
 @click.option("--fail-on-dead", is_flag=True, help="Exit 1 if any channel is dead.")
+@click.option("--fail-on-inactive", is_flag=True,
+              help="Exit 1 if any channel is inactive (never above EPS under SiLU, GELU, ...).")
 @click.option("--max-dead-fraction", type=click.FloatRange(0, 1), metavar="F",
               help="Exit 1 if more than this fraction of all channels is dead.")
 @click.option("--strict", is_flag=True, help="Stop with exit 2 at the first unreadable input.")
@@ -414,7 +428,8 @@ def _expand_stdin(inputs) -> list[str]:
 @click.option("--quiet", "-q", is_flag=True, help="No summary, notices or progress.")
 @debug_option
 def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, eps, rare,
-                 batch_size, limit, workers, as_json, reports, fail_on_dead, max_dead_fraction,
+                 batch_size, limit, workers, as_json, reports, fail_on_dead, fail_on_inactive,
+                 max_dead_fraction,
                  strict, checkpoint, checkpoint_every, progress, quiet, debug, **kwargs) -> None:
     """Find channels that never fire (dead), rarely fire, or never change over many INPUTs.
 
@@ -460,6 +475,8 @@ def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, 
     failed = []
     if fail_on_dead and summary["dead"]:
         failed.append(f"{summary['dead']} dead channel(s) (--fail-on-dead)")
+    if fail_on_inactive and summary["inactive"]:
+        failed.append(f"{summary['inactive']} inactive channel(s) (--fail-on-inactive)")
     if max_dead_fraction is not None and summary["dead_fraction"] > max_dead_fraction:
         failed.append(f"dead fraction {summary['dead_fraction']:.4g} > {max_dead_fraction:g} "
                       "(--max-dead-fraction)")

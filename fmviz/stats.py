@@ -66,6 +66,7 @@ def summarize(array: np.ndarray) -> tuple[dict, dict]:
         "nonfinite": int(per_channel.size - total),
     }
     channel_stats = {
+        "min": [_finite_or_none(v) for v in channel_min],
         "max": [_finite_or_none(v) for v in channel_max],
         "mean": [_finite_or_none(v) for v in channel_mean],
         "zero_fraction": [float(z / positions) for z in zeros],
@@ -215,6 +216,13 @@ class ChannelStats:
     def dead(self) -> np.ndarray:
         """|a| <= eps at every position of every input (a NaN or infinity is not dead)."""
         return (self.count > 0) & (self.nonfinite == 0) & (self.max_abs <= self.eps)
+
+    def inactive(self, rests_at_or_below_zero: bool = True) -> np.ndarray:
+        """Not dead, no NaN or infinity, and max <= eps: the channel never fired (SPEC v2). Only
+        for layers whose activation rests at or below 0 (``probe.rests_at_or_below_zero``)."""
+        if not rests_at_or_below_zero:
+            return np.zeros(self.channels, dtype=bool)
+        return ~self.dead() & (self.count > 0) & (self.nonfinite == 0) & (self.max <= self.eps)
 
     def rare(self, threshold: float) -> np.ndarray:
         """Not dead, and active at fewer than ``threshold`` of the positions."""

@@ -219,12 +219,12 @@ def test_missing_input(files, capsys, tmp_path):
     missing = tmp_path / "absent.png"
     assert_error(
         cli(["run", files["model"], missing, "-o", tmp_path / "o"], capsys),
-        f"{missing}: no such file",
+        f"{missing}: no such file or folder",
     )
     assert not (tmp_path / "o").exists()  # checked before anything is written
     assert_error(
         cli(["run", files["model"], files["picture"], missing, "-o", tmp_path / "o"], capsys),
-        f"{missing}: no such file",
+        f"{missing}: no such file or folder",
     )
     assert not (tmp_path / "o").exists()  # not even for the inputs that exist
 

@@ -195,7 +195,7 @@ def test_planted_channels_are_named_exactly(setup, capsys):
     assert first["active_fraction"][RARE[0]] == pytest.approx(1 / SIZE**2)
     assert first["max_abs"][DEAD[0]] == 0.0 and first["max_abs"][CONSTANT[0]] == 3.0
     assert report["summary"] == {
-        "layers": 2, "channels": 9, "dead": 2, "rare": 1, "constant": 1,
+        "layers": 2, "channels": 9, "dead": 2, "rare": 1, "constant": 1, "inactive": 0,
         "dead_fraction": pytest.approx(2 / 9),
     }
     for key in ("fmviz", "model", "providers", "eps", "rare"):
@@ -433,7 +433,7 @@ def test_every_report_format_is_written_and_parses(setup, tmp_path, capsys):
 
     rows = list(csv.DictReader(paths["csv"].open(newline="")))
     assert list(rows[0]) == ["layer_index", "layer", "tensor", "channel", "max_abs", "mean",
-                             "active_fraction", "dead", "rare", "constant"]
+                             "active_fraction", "dead", "rare", "constant", "inactive"]
     assert len(rows) == 9
     assert [(r["layer_index"], r["channel"]) for r in rows if r["dead"] == "true"] == [
         ("0", "1"), ("0", "4")]
@@ -445,7 +445,7 @@ def test_every_report_format_is_written_and_parses(setup, tmp_path, capsys):
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
     layer_rows = [line for line in table if line.startswith(("| 0 |", "| 1 |"))]
     assert len(layer_rows) == 2
-    assert "| 0 | conv1 | Relu | 6 | 2 | 1 | 1 | 1, 4 | 3 |" in layer_rows
+    assert "| 0 | conv1 | Relu | 6 | 2 | 0 | 1 | 1 | 1, 4 |  | 3 |" in layer_rows
 
     page = paths["html"].read_text()
     # the gallery's scan page: per layer a stacked bar and charts of max |a| and active fraction
@@ -466,8 +466,8 @@ def test_human_summary(setup, capsys):
     code, out, err = cli([setup["model"], setup["folder"]], capsys)
     assert code == 0 and err == ""
     assert "12 inputs scanned, 0 skipped" in out
-    assert "2 dead of 9 channels (22.2%) in 2 layers, 1 rare, 1 constant" in out
-    assert re.search(r"0\s+conv1\s+Relu\s+6\s+2\s+1\s+1\s+1, 4", out)
+    assert "2 dead of 9 channels (22.2%) in 2 layers, 0 inactive, 1 rare, 1 constant" in out
+    assert re.search(r"0\s+conv1\s+Relu\s+6\s+2\s+0\s+1\s+1\s+1, 4", out)
 
 
 def test_progress_only_when_asked_or_on_a_terminal(setup, capsys):

@@ -125,18 +125,19 @@ def pointwise_model() -> onnx.ModelProto:
     )
 
 
-def test_1x1_maps_are_drawn_as_upscaled_tiles(tmp_path, capfd):
+def test_1x1_maps_are_drawn_as_a_strip_of_upscaled_cells(tmp_path, capfd):
     path = models.save(pointwise_model(), tmp_path / "point.onnx")
     run_ok(["run", path, OK_IMAGE, "-o", tmp_path / "out"], capfd)
     manifest = manifest_of(tmp_path / "out" / "ok")
     assert [layer["shape"] for layer in manifest["layers"]] == [[1, 8, 1, 1], [1, 2, 1, 1]]
     for layer in manifest["layers"]:
         grid = layer["grid"]
+        assert layer["view"] == "strip" and layer["scale"]["normalize"] == "layer"
         assert grid["tile_height"] == grid["tile_width"] == grid["scale"] >= 8  # not 1 pixel
         assert len(grid["channels"]) == layer["channels"]
         folder = tmp_path / "out" / "ok"
         pictures = {kind: decode(folder / name) for kind, name in layer["files"].items()}
-        assert pictures["overlay"].size == (16, 16)  # the input picture's own size
+        assert "overlay" not in pictures  # one value per channel says nothing about where
         assert min(pictures["grid"].size) > 8
 
 
@@ -209,7 +210,8 @@ def test_float16_model(tmp_path, capfd):
     assert tensor["input"]["preprocess"]["cast"] == "float32->float16"
     (want,) = models.reference_outputs(model, {"input": x[None].astype(np.float16)}, ["relu_out"])
     assert tensor["layers"][0]["stats"]["max"] == pytest.approx(float(want.max()), rel=1e-4)
-    assert decode(tmp_path / "out" / "ok" / image["layers"][0]["files"]["overlay"]).size == (16, 16)
+    overlay = decode(tmp_path / "out" / "ok" / image["layers"][0]["files"]["overlay"])
+    assert overlay.size == (256 + 92, 256)  # 16x16 upscaled 16 times, plus its colour bar
 
 
 def test_uint8_model(tmp_path, capfd):
@@ -297,7 +299,7 @@ def test_100_megapixel_photo_resized_by_size(tmp_path):
     assert manifest["input"]["tensor_shape"] == [1, 3, 64, 64]
     layer = manifest["layers"][0]
     overlay = decode(out / "photo" / layer["files"]["overlay"])
-    assert overlay.size == (2048, 2048)  # the long side capped at 2048
+    assert overlay.size == (2048 + 92, 2048)  # the long side capped at 2048, plus the bar
     assert decode(out / "photo" / layer["files"]["grid"]).size[0] > 0
     # 10^8 RGB pixels decode to 300 MB; without the reduction the float copies took ~2.4 GB.
     assert int(peak_kb) < 1_200_000, f"peak {int(peak_kb) / 1024:.0f} MB"

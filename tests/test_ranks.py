@@ -105,17 +105,21 @@ def test_no_rank_crashes(tmp_path, shape, view, files):
     summarize(array.reshape(1, -1) if array.ndim < 2 else array)  # statistics cope too
 
 
-def test_n_c_strip_shows_strongest_channels_with_their_values(tmp_path):
+def test_n_c_strip_shows_every_channel_with_its_value(tmp_path):
     values = np.array([[0.1, -3.0, 0.2, 5.0, 0.0, 1.0]], np.float32)
     result = render_layer(values, PROBE, fake_input(), tmp_path, "s",
                           RenderOptions(max_channels=3))
     assert result["view"] == "strip"
-    assert result["shown_channels"] == [1, 3, 5]  # by |a|, in channel order
-    assert result["ranges"] == [[-5.0, 5.0]]  # one centred range, printed on the colour bar
+    assert result["shown_channels"] == [0, 1, 2, 3, 4, 5]  # all, in channel order
+    assert result["ranges"][0] == [-5.0, 5.0]  # both signs weigh: centred on 0
+    assert result["scale"] == {"kind": "diverging", "normalize": "layer", "lo": -3.0, "hi": 5.0}
     grid = np.asarray(Image.open(tmp_path / result["files"]["grid"]))
-    tile = grid[1:-1, 1:-1]
-    columns = tile[0, :: result["grid"]["scale"] * result["strip_cell"]]
-    np.testing.assert_array_equal(columns, np.rint((np.array([-3, 5, 1]) + 5) / 10 * 249))
+    x0, y0 = result["strip_origin"]
+    g = result["grid"]
+    cells = [grid[y0 + g["gap"] + g["tile_height"] // 2,
+                  x0 + g["gap"] + k * (g["tile_width"] + g["gap"]) + g["tile_width"] // 2]
+             for k in range(6)]
+    np.testing.assert_array_equal(cells, np.rint((values[0].astype(np.float64) + 5) / 10 * 249))
 
 
 def test_3d_layer_with_an_image_gets_no_overlay(tmp_path):

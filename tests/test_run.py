@@ -46,7 +46,7 @@ SPEC_LAYER = {
     "channel_stats",
 }
 SPEC_STATS = {"min", "max", "mean", "std", "zero_fraction", "nonfinite"}
-SPEC_CHANNEL_STATS = {"max", "mean", "zero_fraction"}
+SPEC_CHANNEL_STATS = {"min", "max", "mean", "zero_fraction"}
 
 # conv_bn_relu(): layer -> (pre tensor, post tensor, activation, channels)
 CBR = {
@@ -299,12 +299,18 @@ def test_pngs_decode_consistent_with_the_manifest(cbr, batch_runs):
                 np.testing.assert_allclose(tile, expected_grey(first[c], lo, hi), atol=1)
 
 
-def test_overlay_is_drawn_at_the_pictures_size(cbr):
+def _upscaled_picture(cbr, factor=7):
+    return np.repeat(np.repeat(cbr["pixels"], factor, axis=0), factor, axis=1)
+
+
+def test_overlay_is_drawn_on_the_picture_upscaled_with_a_colour_bar(cbr):
     for layer in cbr["manifest"]["layers"]:
         overlay = Image.open(cbr["folder"] / layer["files"]["overlay"])
-        assert overlay.size == (40, 30)
-        pixels = np.asarray(overlay.convert("RGB")).astype(int)
-        assert np.abs(pixels - cbr["pixels"]).max() > 0  # something was blended on
+        # 40x30 is tiny: upscaled 7 times (long side >= 256), a 92-px colour bar panel right
+        assert overlay.size == (280 + 92, 210)
+        pixels = np.asarray(overlay.convert("RGB")).astype(int)[:, :280]
+        assert np.abs(pixels - _upscaled_picture(cbr)).max() > 0  # something was blended on
+        assert layer["overlay"]["shows"] == "energy"
 
 
 def test_overlay_with_alpha_zero_is_the_picture(cbr, tmp_path, capsys):
@@ -313,7 +319,7 @@ def test_overlay_with_alpha_zero_is_the_picture(cbr, tmp_path, capsys):
     )
     assert code == 0
     overlay = Image.open(tmp_path / "photo" / "000-conv1.overlay.png").convert("RGB")
-    np.testing.assert_array_equal(np.asarray(overlay), cbr["pixels"])
+    np.testing.assert_array_equal(np.asarray(overlay)[:, :280], _upscaled_picture(cbr))
 
 
 def _run_tensor(cbr, out, *extra, capsys, stage="post"):
@@ -392,8 +398,9 @@ def test_cmap_paints_the_heatmap(cbr, tmp_path, capsys):
     heat = np.asarray(Image.open(folder / layer["files"]["heatmap"]).convert("RGB")).astype(int)
     layout = layer["grid"]
     th, tw, gap = layout["tile_height"], layout["tile_width"], layout["gap"]
-    tile_grey = grid[gap : gap + th, gap : gap + tw]
-    tile_rgb = heat[gap : gap + th, gap : gap + tw]
+    # the bottom half of the first tile (its channel number sits in the heatmap's corner)
+    tile_grey = grid[gap + th // 2 : gap + th, gap : gap + tw]
+    tile_rgb = heat[gap + th // 2 : gap + th, gap : gap + tw]
     levels = np.vectorize(level_of_grey.__getitem__)(tile_grey)
     np.testing.assert_allclose(tile_rgb, lut[levels], atol=1)
 

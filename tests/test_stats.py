@@ -31,13 +31,14 @@ def expected(array: np.ndarray) -> tuple[dict, dict]:
         "zero_fraction": float((a == 0).sum() / size) if size else 0.0,
         "nonfinite": int((~np.isfinite(a)).sum()),
     }
-    cmax, cmean, czero = [], [], []
+    cmin, cmax, cmean, czero = [], [], [], []
     for p in per:
         fin = p[np.isfinite(p)]
+        cmin.append(f(fin.min()) if fin.size else None)
         cmax.append(f(fin.max()) if fin.size else None)
         cmean.append(f(fin.mean()) if fin.size else None)
         czero.append(float((p == 0).sum() / p.size) if p.size else 0.0)
-    return stats, {"max": cmax, "mean": cmean, "zero_fraction": czero}
+    return stats, {"min": cmin, "max": cmax, "mean": cmean, "zero_fraction": czero}
 
 
 def assert_close(got, want, rtol=1e-9, atol=1e-12):
@@ -52,7 +53,7 @@ def check(array):
     stats, channel = summarize(array)
     want_stats, want_channel = expected(array)
     assert set(stats) == {"min", "max", "mean", "std", "zero_fraction", "nonfinite"}
-    assert set(channel) == {"max", "mean", "zero_fraction"}
+    assert set(channel) == {"min", "max", "mean", "zero_fraction"}
     for key in ("min", "max", "mean", "std", "zero_fraction"):
         assert_close(stats[key], want_stats[key])
     assert stats["nonfinite"] == want_stats["nonfinite"]
@@ -126,7 +127,8 @@ def test_everything_non_finite():
         "zero_fraction": 0.0,
         "nonfinite": 8,
     }
-    assert channel == {"max": [None, None], "mean": [None, None], "zero_fraction": [0.0, 0.0]}
+    assert channel == {"min": [None, None], "max": [None, None], "mean": [None, None],
+                       "zero_fraction": [0.0, 0.0]}
 
 
 def test_empty_channels():

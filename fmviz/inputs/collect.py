@@ -12,13 +12,16 @@ from ..errors import InputError
 from . import input_kind
 
 
-def collect_inputs(items: Sequence[str], stdin: TextIO | None = None) -> list[Path]:
+def collect_inputs(
+    items: Sequence[str], stdin: TextIO | None = None, unique: bool = True
+) -> list[Path]:
     """Files, folders and ``-`` (newline-separated paths on stdin) as one ordered list.
 
     Folders are searched recursively for the input kinds fmviz reads, hidden files and folders
     skipped, in sorted order; a path named here that does not exist is an :class:`InputError`
     (raised before anything runs). Paths read from stdin are taken as they are: one that does
-    not exist is skipped later like any unreadable input. A file listed twice is scanned once.
+    not exist is skipped later like any unreadable input. A file listed twice is scanned once
+    (``unique=False``, as ``run`` wants: each time it is named).
     """
     paths: list[Path] = []
     for item in items:
@@ -35,10 +38,12 @@ def collect_inputs(items: Sequence[str], stdin: TextIO | None = None) -> list[Pa
         if not path.exists():
             raise InputError(f"{item}: no such file or folder")
         paths.extend(_walk(path) if path.is_dir() else [path])
-    unique: dict[str, Path] = {}
+    if not unique:
+        return paths
+    seen: dict[str, Path] = {}
     for path in paths:
-        unique.setdefault(os.path.normpath(str(path)), path)
-    return list(unique.values())
+        seen.setdefault(os.path.normpath(str(path)), path)
+    return list(seen.values())
 
 
 def _walk(folder: Path) -> list[Path]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import OptionError
 from ..inputs import PreparedInput
 from ..probes import Probe
 from . import tiles
@@ -24,19 +25,38 @@ class RenderOptions:
 
     normalize: str = "channel"
     clip: float | None = None
-    cmap: str | None = None  # None: magma, or RdBu_r centred on 0 for maps with negatives
+    cmap: str | None = None  # None: magma, or RdBu_r for diverging scales (tiles.choose_scale)
     max_channels: int = 256
     alpha: float = 0.5
+    center: str | None = None  # None: the rule of tiles.choose_scale; "zero" | "none" force it
+    overlay_channel: int | None = None  # overlay this channel instead of the layer's energy
 
     def validate(self) -> None:
         """Fail on a bad option before anything runs (the renderers' own checks and messages)."""
         tiles.check_options(self.normalize, self.clip, self.max_channels, self.alpha)
         if self.cmap is not None:
             tiles.colormap_lut(self.cmap)  # unknown names fail now, before any work
+        if self.center not in (None, "zero", "none"):
+            raise OptionError("center", f"{self.center!r} must be 'zero' or 'none'")
+        if self.overlay_channel is not None and self.overlay_channel < 0:
+            raise OptionError("overlay_channel", f"{self.overlay_channel} must be at least 0")
 
     def to_json(self) -> dict:
         return {"normalize": self.normalize, "clip": self.clip, "cmap": self.cmap,
-                "max_channels": self.max_channels, "alpha": self.alpha}
+                "max_channels": self.max_channels, "alpha": self.alpha, "center": self.center,
+                "overlay_channel": self.overlay_channel}
+
+    def scale_kind(self, lo: float, hi: float, activation: str | None) -> tuple[str, str]:
+        """``(kind, cmap)`` for values spanning lo..hi: the README's rule (or --center), and the
+        colormap (``--cmap``, else magma / RdBu_r). A sequential ``--cmap`` is never centred
+        unless ``--center zero`` asks for it."""
+        kind = tiles.choose_scale(lo, hi, activation, self.center)
+        if self.cmap is not None and self.center is None and not tiles.is_diverging(self.cmap):
+            kind = "sequential"
+        return kind, self.cmap or tiles.default_cmap(kind == "diverging")
+
+
+NEAR_1X1 = 2  # maps at most this many positions on each side are drawn as a channel strip
 
 
 def render_layer(
@@ -53,41 +73,64 @@ def render_layer(
         return {"files": {}, "shown_channels": [], "view": "empty"}
     first = np.asarray(array[0]) if array.ndim >= 2 else np.asarray(array).reshape(-1)
     view: dict = {}
+    if first.ndim == 2 and first.shape[1] == 1:  # [C, 1]: one step of a 1-D layer
+        first = first[:, :, np.newaxis]
     if first.ndim == 2:  # [C, L]: a 1-D convolution
         from .series import render_series
 
         return render_series(first, probe, source, folder, stem, options)
-    normalize = options.normalize
-    if first.ndim == 1:  # [N, C] (or rank <= 1): one value per channel, as a one-row strip
-        strip = tiles.strongest_channels(first[:, np.newaxis], options.max_channels)
-        cell = max(1, min(16, -(-256 // len(strip))))  # display only: cells >= 1 px, row 16 px
-        row = np.repeat(first[strip], cell)
-        first = np.repeat(row[np.newaxis, np.newaxis, :], 16, axis=1)
-        normalize = "layer"  # one tile: its colour bar prints the values
-        view = {"view": "strip", "strip_channels": [int(c) for c in strip], "strip_cell": cell}
+    if first.ndim == 1:  # [N, C] (or rank <= 1): one value per channel
+        first = first[:, np.newaxis, np.newaxis]
     elif first.ndim > 3:  # 3-D convolutions [C, D, H, W]: max projection over depth
         first = first.max(axis=tuple(range(1, first.ndim - 2)))
         view["view"] = "max-projection over depth"
     maps = first
-    channels = tiles.strongest_channels(maps, options.max_channels)
-    has_negative = bool(np.nanmin(np.where(np.isfinite(maps), maps, 0)) < 0) if maps.size else False
-    cmap = options.cmap or tiles.default_cmap(has_negative)
-    centred = has_negative and tiles.is_diverging(cmap)
-    grid = tiles.make_tiles(maps, channels, normalize, options.clip, centred=centred)
+    lo, hi = tiles.finite_range(maps)
+    kind, cmap = options.scale_kind(lo, hi, probe.activation)
+    centred = kind == "diverging"
     files = {"grid": f"{stem}.grid.png", "heatmap": f"{stem}.heatmap.png"}
+    if max(maps.shape[1:]) <= NEAR_1X1:
+        # 1x1 and near-1x1 maps: every channel as one strip of cells on one layer-wide scale
+        grid = tiles.strip_tiles(maps, centred, options.clip)
+        normalize = "layer"
+        view = {"view": "strip", "strip_origin": list(tiles.STRIP_ORIGIN)}
+        channels = list(range(maps.shape[0]))
+    else:
+        normalize = options.normalize
+        channels = tiles.strongest_channels(maps, options.max_channels)
+        if len(channels) == 1:
+            normalize = "layer"  # one tile: its own range is the layer's, printed in numbers
+        grid = tiles.make_tiles(maps, channels, normalize, options.clip, centred=centred)
+    # the grid stays the unlabelled true picture; the heatmap carries the channel numbers
     save_png(tiles.grid_image(grid), folder / files["grid"])
+    if view.get("view") != "strip":
+        view["labels"] = tiles.label_tiles(grid)
     save_png(tiles.heatmap_image(grid, cmap, normalize), folder / files["heatmap"])
-    if view.get("view") == "strip":
-        channels = view["strip_channels"]
+    fields: dict = {}
     picture = source.overlay_picture()
     if picture is not None and view.get("view") is None:
         files["overlay"] = f"{stem}.overlay.png"
-        save_png(tiles.overlay_image(maps, picture, options.alpha), folder / files["overlay"])
+        channel = options.overlay_channel
+        if channel is not None and channel >= maps.shape[0]:
+            channel = None  # the layer has no such channel: its energy instead
+        values = tiles.overlay_values(maps, channel)
+        o_lo, o_hi = tiles.overlay_range(values)
+        save_png(tiles.overlay_image(maps, picture, options.alpha, channel=channel),
+                 folder / files["overlay"])
+        fields["overlay"] = {"shows": "energy" if channel is None else "channel",
+                             "channel": channel, "lo": o_lo, "hi": o_hi}
+    scale_lo, scale_hi = (lo, hi) if normalize == "layer" else (None, None)
+    if normalize == "layer" and options.clip is not None and len(grid.ranges):
+        scale_lo, scale_hi = (float(v) for v in grid.ranges[0])
+        if centred:
+            scale_lo, scale_hi = max(scale_lo, lo), min(scale_hi, hi)
     return {
         "shown_channels": [int(c) for c in channels],
         "files": files,
         "cmap": cmap,
+        "scale": {"kind": kind, "normalize": normalize, "lo": scale_lo, "hi": scale_hi},
         "grid": grid.layout.to_json(),
         "ranges": [[float(lo), float(hi)] for lo, hi in grid.ranges],
+        **fields,
         **view,
     }

@@ -159,9 +159,13 @@ def render_series(
         return {"files": {}, "shown_channels": [], "view": "series", "empty": True,
                 "time_axis": axis.to_json()}
     channels = tiles.strongest_channels(maps, options.max_channels)
-    finite_min = _finite_min(maps)
-    cmap = options.cmap or tiles.default_cmap(finite_min < 0)
-    centred = finite_min < 0 and tiles.is_diverging(cmap)
+    lo, hi = tiles.finite_range(maps)
+    if hasattr(options, "scale_kind"):
+        kind, cmap = options.scale_kind(lo, hi, getattr(probe, "activation", None))
+    else:  # a bare options object: the rule, with its --cmap
+        kind = tiles.choose_scale(lo, hi, getattr(probe, "activation", None))
+        cmap = options.cmap or tiles.default_cmap(kind == "diverging")
+    centred = kind == "diverging"
     sample_rate = (source.preprocess or {}).get("sample_rate")
     image, ranges, layout, lanes = series_image(
         maps,
@@ -182,6 +186,9 @@ def render_series(
         "files": files,
         "shown_channels": [int(c) for c in channels],
         "cmap": cmap,
+        "scale": {"kind": kind, "normalize": options.normalize,
+                  "lo": lo if options.normalize == "layer" else None,
+                  "hi": hi if options.normalize == "layer" else None},
         "view": "series",
         "ranges": [[float(lo), float(hi)] for lo, hi in ranges],
         "time_axis": axis.to_json(),
@@ -372,6 +379,7 @@ def series_image(
     length_in = axis.input_length if signal is not None else shown.shape[1]
     width = plot_width(length_in)
     ranges = _ranges(shown, normalize, clip, centred)
+    data_ranges = _ranges(shown, normalize, None, False)  # the values' own lo, hi (captions)
     values, covered = _strip_columns(shown, axis, length_in, width, signed=centred)
     levels = _quantise(values, ranges, centred)
     levels[:, ~covered] = LIGHT
@@ -479,8 +487,12 @@ def series_image(
         draw.line((bar_x + BAR_WIDTH, round(y), bar_x + BAR_WIDTH + 3, round(y)), fill=tiles.TEXT)
         _text(draw, label_x, y, text)
     below = bar_bottom + 16
+    overall = (float(data_ranges[:, 0].min()), float(data_ranges[:, 1].max())) if n else (0, 0)
+    if normalize == "layer" and centred:
+        _text(draw, bar_x - 6, below, "data")
+        _text(draw, bar_x - 6, below + 12, f"lo {overall[0]:.3g}")
+        _text(draw, bar_x - 6, below + 24, f"hi {overall[1]:.3g}")
     if normalize != "layer":
-        overall = (float(ranges[:, 0].min()), float(ranges[:, 1].max())) if n else (0.0, 0.0)
         _text(draw, bar_x - 6, below, "per channel")
         _text(draw, bar_x - 6, below + 12, f"lo {overall[0]:.3g}")
         _text(draw, bar_x - 6, below + 24, f"hi {overall[1]:.3g}")

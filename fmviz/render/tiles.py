@@ -46,6 +46,12 @@ __all__ = [
     "overlay_image",
     "value_ranges",
     "quantise",
+    "choose_scale",
+    "separator_colour",
+    "label_tiles",
+    "strip_tiles",
+    "bar_labels",
+    "FLOOR_ACTIVATIONS",
 ]
 
 LEVELS = 250  # value levels, palette indices 0..249
@@ -54,13 +60,14 @@ PANEL = 251  # colour-bar panel background (white)
 TEXT = 252  # text colour (black)
 NONFINITE = 253  # NaN/inf pixels (magenta)
 MIN_TILE = 48  # tiny maps are upscaled until their long side >= this
+THIN_MIN = 40  # thin maps are stretched down the rows until their short side >= this
 
 # Where the value 0 lands in a symmetric range [-m, m]: round(0.5 * (LEVELS - 1)).
 _ZERO_LEVEL_CENTRED = int(np.rint((LEVELS - 1) / 2))
 
 _GREY = np.rint(np.arange(LEVELS) * (255 / (LEVELS - 1))).astype(np.uint8)
 _SPECIAL = {
-    SEPARATOR: (30, 60, 110),
+    SEPARATOR: (30, 60, 110),  # replaced per palette by separator_colour(lut)
     PANEL: (255, 255, 255),
     TEXT: (0, 0, 0),
     NONFINITE: (255, 0, 255),
@@ -110,9 +117,14 @@ class GridLayout:
     cols: int
     tile_height: int  # after upscaling
     tile_width: int
-    scale: int  # integer nearest-neighbour upscale factor
+    scale: int  # integer nearest-neighbour upscale factor (across; also down unless scale_y)
     gap: int  # separator width in pixels
     channels: tuple[int, ...]  # channel index shown in each tile, row-major
+    scale_y: int = 0  # upscale factor down the rows when thin maps are stretched (0: scale)
+
+    @property
+    def row_scale(self) -> int:
+        return self.scale_y or self.scale
 
     @property
     def width(self) -> int:
@@ -138,6 +150,7 @@ class GridLayout:
             "tile_height": self.tile_height,
             "tile_width": self.tile_width,
             "scale": self.scale,
+            "scale_y": self.row_scale,
             "gap": self.gap,
             "channels": [int(c) for c in self.channels],
         }
@@ -151,6 +164,7 @@ class Tiles:
     layout: GridLayout
     ranges: np.ndarray  # float64 [n_shown, 2]: lo, hi each tile was scaled with
     centred: bool  # ranges symmetric around 0 (diverging display)
+    data_ranges: np.ndarray | None = None  # float64 [n_shown, 2]: the values' own min, max
 
 
 def _grid_layout(channels: Sequence[int], height: int, width: int, gap: int = 1) -> GridLayout:
@@ -161,14 +175,24 @@ def _grid_layout(channels: Sequence[int], height: int, width: int, gap: int = 1)
     rows = math.ceil(n / cols)
     cols = math.ceil(n / rows)  # drop a column that would stay empty
     scale = max(1, math.ceil(MIN_TILE / max(height, width)))
+    # Thin maps (a few rows under a long width, e.g. [4, 2100]) are stretched down the rows until
+    # the short side is readable: at least THIN_MIN pixels, or as tall as they are wide.
+    scale_y = scale
+    if width > 4 * height and height * scale < THIN_MIN:
+        scale_y = math.ceil(min(THIN_MIN, width * scale) / height)
+    if scale_y != scale:
+        cols = min(n, max(1, math.ceil(math.sqrt(n * height * scale_y / (width * scale)))))
+        rows = math.ceil(n / cols)
+        cols = math.ceil(n / rows)
     return GridLayout(
         rows=rows,
         cols=cols,
-        tile_height=height * scale,
+        tile_height=height * scale_y,
         tile_width=width * scale,
         scale=scale,
         gap=gap,
         channels=tuple(int(c) for c in channels),
+        scale_y=scale_y if scale_y != scale else 0,
     )
 
 
@@ -375,8 +399,8 @@ def quantise(
 
 def _assemble(levels: np.ndarray, layout: GridLayout) -> np.ndarray:
     """Tile [n, h, w] indices into one [height, width] image with SEPARATOR borders."""
-    if layout.scale > 1:
-        levels = np.repeat(np.repeat(levels, layout.scale, axis=1), layout.scale, axis=2)
+    if layout.scale > 1 or layout.row_scale > 1:
+        levels = np.repeat(np.repeat(levels, layout.row_scale, axis=1), layout.scale, axis=2)
     n, th, tw = levels.shape
     rows, cols, gap = layout.rows, layout.cols, layout.gap
     canvas = np.full((layout.height, layout.width), SEPARATOR, dtype=np.uint8)
@@ -432,10 +456,33 @@ def make_tiles(
     ranges = value_ranges(shown, finite, all_finite, normalize, clip, centred)
     levels = quantise(shown, finite, all_finite, ranges, centred)
     layout = _grid_layout(idx.tolist(), height, width)
-    return Tiles(levels=_assemble(levels, layout), layout=layout, ranges=ranges, centred=centred)
+    data = value_ranges(shown, finite, all_finite, normalize, None, False) if (
+        centred or clip is not None) else ranges
+    return Tiles(levels=_assemble(levels, layout), layout=layout, ranges=ranges, centred=centred,
+                 data_ranges=data)
 
 
 # --------------------------------------------------------------------------- palettes, images
+
+
+# Separator / empty-slot colours to choose from: the first that is far from every colour of a
+# palette (so a gap can never be read as a value), else the farthest of them.
+_SEPARATOR_CANDIDATES = ((0, 170, 90), (0, 200, 0), (0, 90, 255), (255, 200, 0), (0, 0, 0))
+_SEPARATOR_DISTANCE = 60.0
+
+
+def separator_colour(lut: np.ndarray) -> tuple[int, int, int]:
+    """A colour for separators and empty grid slots that no entry of ``lut`` comes near
+    (Euclidean RGB distance >= 60 where a candidate allows, else the farthest candidate)."""
+    table = np.asarray(lut, dtype=np.float64).reshape(-1, 3)
+    best, best_distance = _SEPARATOR_CANDIDATES[0], -1.0
+    for rgb in _SEPARATOR_CANDIDATES:
+        distance = float(np.sqrt(((table - np.array(rgb)) ** 2).sum(axis=1)).min())
+        if distance >= _SEPARATOR_DISTANCE:
+            return rgb
+        if distance > best_distance:
+            best, best_distance = rgb, distance
+    return best
 
 
 def _palette(lut: np.ndarray) -> list[int]:
@@ -443,6 +490,7 @@ def _palette(lut: np.ndarray) -> list[int]:
     pal[:LEVELS] = lut
     for index, rgb in _SPECIAL.items():
         pal[index] = rgb
+    pal[SEPARATOR] = separator_colour(lut)
     return pal.ravel().tolist()
 
 
@@ -496,8 +544,51 @@ def is_diverging(name: str) -> bool:
 
 
 def default_cmap(has_negative: bool) -> str:
-    """``magma`` for non-negative maps, ``RdBu_r`` (centred on 0) when negatives exist."""
+    """``magma`` for sequential scales, ``RdBu_r`` (centred on 0) for diverging ones."""
     return "RdBu_r" if has_negative else "magma"
+
+
+# Activations whose negative values are a bounded floor under an unbounded positive side: their
+# layers are drawn on a sequential scale whatever the floor's depth (SPEC v2, README "Colour
+# scales").
+FLOOR_ACTIVATIONS = frozenset(
+    {"Relu", "ReLU6", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "SiLU", "Swish", "HardSwish",
+     "Gelu", "Mish", "Softplus", "Sigmoid", "HardSigmoid"}
+)
+# Both signs carry real weight when the smaller side reaches at least this share of the larger.
+BALANCE = 1 / 3
+
+
+def choose_scale(lo: float, hi: float, activation: str | None = None,
+                 center: str | None = None) -> str:
+    """``"diverging"`` (centred on 0) or ``"sequential"`` for values spanning ``lo..hi``.
+
+    The rule: diverging only when both signs carry real weight, i.e. ``lo < 0 < hi`` and
+    ``min(-lo, hi) >= max(-lo, hi) / 3``, and the layer's activation is not one whose negative
+    side is a bounded floor (SiLU, HardSwish, GELU, Mish, ELU/SELU/CELU, leaky ReLU). An
+    activation's small negative floor and an all-negative layer stay sequential.
+    ``center="zero"`` forces diverging, ``"none"`` sequential.
+    """
+    if center == "zero":
+        return "diverging"
+    if center == "none":
+        return "sequential"
+    if not (np.isfinite(lo) and np.isfinite(hi)) or not lo < 0 < hi:
+        return "sequential"
+    if activation in FLOOR_ACTIVATIONS:
+        return "sequential"
+    return "diverging" if min(-lo, hi) >= BALANCE * max(-lo, hi) else "sequential"
+
+
+def finite_range(values: np.ndarray) -> tuple[float, float]:
+    """min, max over the finite values (0, 0 when there is none)."""
+    arr = np.asarray(values)
+    if arr.size and not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    finite = arr[np.isfinite(arr)] if arr.size else arr
+    if finite.size == 0:
+        return 0.0, 0.0
+    return float(finite.min()), float(finite.max())
 
 
 def _text_at(draw: ImageDraw.ImageDraw, font, x: int, y_mid: float, text: str) -> None:
@@ -517,7 +608,7 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
     lut = colormap_lut(cmap)
     grid = tiles.levels
     grid_h, grid_w = grid.shape
-    height = max(grid_h, _PANEL_MIN_HEIGHT)
+    height = max(grid_h, _PANEL_MIN_HEIGHT if normalize == "channel" else 84)
     canvas = np.full((height, grid_w + _PANEL_WIDTH), PANEL, dtype=np.uint8)
     canvas[:grid_h, :grid_w] = grid
 
@@ -528,7 +619,12 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
     margin = _BAR_BOTTOM_MARGIN + (2 * _CAPTION_LINE if normalize == "channel" else 0)
     bar_bottom = height - margin  # exclusive
     bar_h = bar_bottom - bar_top
-    ramp = np.rint(np.linspace(LEVELS - 1, 0, bar_h)).astype(np.uint8)
+    if normalize == "layer":
+        # the bar covers exactly the data's range lo..hi, in the colours the tiles give them
+        lo, hi, (draw_lo, draw_hi) = _layer_range(tiles)
+        ramp = _bar_ramp(lo, hi, draw_lo, draw_hi, bar_h)
+    else:
+        ramp = np.rint(np.linspace(LEVELS - 1, 0, bar_h)).astype(np.uint8)
     canvas[bar_top:bar_bottom, bar_x : bar_x + _BAR_WIDTH] = ramp[:, None]
 
     image = _p_image(canvas, _palette(lut))
@@ -539,20 +635,16 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
         (bar_x - 1, bar_top - 1, bar_x + _BAR_WIDTH, bar_bottom), outline=TEXT
     )  # 1-px frame
 
-    top_y, mid_y, bottom_y = bar_top, bar_top + (bar_h - 1) / 2, bar_bottom - 1
+    top_y, bottom_y = bar_top, bar_bottom - 1
+    labels, captions = bar_labels(tiles, normalize)
     if normalize == "layer":
-        lo, hi = (float(v) for v in tiles.ranges[0]) if len(tiles.ranges) else (0.0, 0.0)
-        labels = [(top_y, f"{hi:.3g}"), (bottom_y, f"{lo:.3g}")]
-        if tiles.centred:
-            labels.append((mid_y, "0"))
+        positions = [top_y, bottom_y]
+        if tiles.centred and lo < 0 < hi:
+            positions.append(bar_top + (hi / (hi - lo)) * (bar_h - 1))
+        labels = list(zip(positions, labels, strict=False))
     else:
-        if tiles.centred:
-            labels = [(top_y, "+max"), (mid_y, "0"), (bottom_y, "-max")]
-        else:
-            labels = [(top_y, "max"), (bottom_y, "min")]
-        # each tile spans its own range; print the span those ranges cover, in numbers
-        los, his = (tiles.ranges[:, 0], tiles.ranges[:, 1]) if len(tiles.ranges) else ([0], [0])
-        captions = ["per channel", f"lo {float(np.min(los)):.3g}", f"hi {float(np.max(his)):.3g}"]
+        mid_y = bar_top + (bar_h - 1) / 2
+        labels = list(zip([top_y, bottom_y, mid_y], labels, strict=False))
         first_y = height - margin + _BAR_BOTTOM_MARGIN / 2
         for row, caption in enumerate(captions):
             left, _, right, _ = draw.textbbox((0, 0), caption, font=font)
@@ -566,32 +658,238 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
     return image
 
 
-def overlay_image(
-    maps: np.ndarray, picture: Image.Image, alpha: float = 0.5, cmap: str = "inferno"
-) -> Image.Image:
-    """Blend the layer's activation energy over ``picture`` (RGB result, picture's size).
+def _layer_range(tiles: Tiles) -> tuple[float, float, tuple[float, float]]:
+    """The data's lo, hi and the range the levels were drawn on (layer normalisation)."""
+    if not len(tiles.ranges):
+        return 0.0, 0.0, (0.0, 0.0)
+    drawn = (float(tiles.ranges[0][0]), float(tiles.ranges[0][1]))
+    data = tiles.data_ranges if tiles.data_ranges is not None else tiles.ranges
+    lo, hi = float(np.min(data[:, 0])), float(np.max(data[:, 1]))
+    lo, hi = max(lo, drawn[0]), min(hi, drawn[1])  # clipped values are drawn at the ends
+    return lo, hi, drawn
 
-    Energy e = mean |a| over channels (non-finite as 0), divided by its maximum, upsampled
-    bilinearly. Each pixel is ``picture * (1 - alpha*e) + colour(e) * alpha*e``, so quiet regions
-    keep the picture and hot regions take the colour map.
+
+def _bar_ramp(lo: float, hi: float, draw_lo: float, draw_hi: float, height: int) -> np.ndarray:
+    """Palette levels of a bar running from ``hi`` (top) to ``lo`` on a scale drawn over
+    ``draw_lo..draw_hi`` (a centred scale's bar only shows the part the data uses)."""
+    span = draw_hi - draw_lo
+    if not span > 0 or not np.isfinite(span):
+        level = _ZERO_LEVEL_CENTRED if draw_lo != 0 else 0
+        return np.full(height, level if lo == hi == 0 else LEVELS // 2, dtype=np.uint8)
+    values = np.linspace(hi, lo, height)
+    return np.rint((values - draw_lo) / span * (LEVELS - 1)).clip(0, LEVELS - 1).astype(np.uint8)
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def bar_labels(tiles: Tiles, normalize: str) -> tuple[list[str], list[str]]:
+    """The colour bar's texts: labels (top, bottom[, zero]) and captions under the bar.
+
+    Layer normalisation: the data's own hi and lo (and "0" where a centred bar crosses it).
+    Per channel: "max"/"min" at the ends and the captions "per channel", "lo X", "hi Y" with the
+    data's real range over the shown channels.
     """
-    alpha = _check_alpha(alpha)
+    if normalize == "layer":
+        lo, hi, _ = _layer_range(tiles)
+        labels = [_number(hi), _number(lo)]
+        if tiles.centred and lo < 0 < hi:
+            labels.append("0")
+        return labels, []
+    labels = ["+max", "-max", "0"] if tiles.centred else ["max", "min"]
+    data = tiles.data_ranges if tiles.data_ranges is not None else tiles.ranges
+    if len(data):
+        lo, hi = float(np.min(data[:, 0])), float(np.max(data[:, 1]))
+    else:
+        lo = hi = 0.0
+    return labels, ["per channel", f"lo {_number(lo)}", f"hi {_number(hi)}"]
+
+
+# --------------------------------------------------------------------------- labels, strips
+
+
+@functools.lru_cache(maxsize=1)
+def _font():
+    return ImageFont.load_default()
+
+
+def _text_size(draw: ImageDraw.ImageDraw, text: str) -> tuple[int, int, int, int]:
+    return draw.textbbox((0, 0), text, font=_font())
+
+
+def label_tiles(tiles: Tiles) -> bool:
+    """Write each tile's channel index in its top-left corner (black on a white box), in place,
+    when the tiles are large enough to carry it; returns whether labels were drawn."""
+    layout = tiles.layout
+    if not layout.channels:
+        return False
+    longest = str(max(layout.channels))
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    left, top, right, bottom = _text_size(probe, longest)
+    need_w, need_h = right - left + 4, bottom - top + 3
+    if layout.tile_width < 2 * need_w or layout.tile_height < 2 * need_h:
+        return False
+    image = Image.fromarray(tiles.levels)
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"
+    for k, channel in enumerate(layout.channels):
+        x, y, _, _ = layout.box(k)
+        text = str(channel)
+        left, top, right, bottom = _text_size(draw, text)
+        draw.rectangle((x, y, x + right - left + 3, y + bottom - top + 2), fill=PANEL)
+        draw.text((x + 2 - left, y + 1 - top), text, fill=TEXT, font=_font())
+    tiles.levels[...] = np.asarray(image)
+    return True
+
+
+STRIP_ROW = 32  # channel cells per strip row
+
+
+def strip_tiles(maps: np.ndarray, centred: bool, clip: float | None = None) -> Tiles:
+    """Channels of 1x1 (or near-1x1) maps ``[C, h, w]`` as one strip of cells in channel
+    order, ``STRIP_ROW`` cells a row, on one layer-wide scale, with a channel-index axis.
+
+    Each cell shows its channel's small map upscaled; the left margin says the first channel of
+    each row, the top margin the column offsets. The layout's ``channels`` are all channels.
+    """
+    arr = np.asarray(maps)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    n, h, w = arr.shape
+    finite = np.isfinite(arr)
+    all_finite = bool(finite.all())
+    ranges = value_ranges(arr, finite, all_finite, "layer", clip, centred)
+    levels = quantise(arr, finite, all_finite, ranges, centred)
+    data = value_ranges(arr, finite, all_finite, "layer", None, False)
+    cols = min(n, STRIP_ROW)
+    rows = math.ceil(n / cols)
+    cell = 24 if n <= 16 else 16
+    scale = max(1, cell // max(h, w))
+    margin_left, margin_top, gap = 34, 14, 1
+    layout = GridLayout(rows=rows, cols=cols, tile_height=h * scale, tile_width=w * scale,
+                        scale=scale, gap=gap, channels=tuple(range(n)))
+    body = _assemble(levels, layout)
+    canvas = np.full((body.shape[0] + margin_top, body.shape[1] + margin_left), PANEL,
+                     dtype=np.uint8)
+    canvas[margin_top:, margin_left:] = body
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"
+    step = 4 if cols >= 8 else 1
+    for c in range(0, cols, step):
+        x = margin_left + gap + c * (layout.tile_width + gap)
+        draw.text((x, 1), str(c), fill=TEXT, font=_font())
+    for r in range(rows):
+        y = margin_top + gap + r * (layout.tile_height + gap) + layout.tile_height / 2
+        _text_at(draw, _font(), 2, y, str(r * cols))
+    placed = GridLayout(rows=rows, cols=cols, tile_height=layout.tile_height,
+                        tile_width=layout.tile_width, scale=scale, gap=gap,
+                        channels=layout.channels)
+    return Tiles(levels=np.asarray(image).copy(), layout=placed, ranges=ranges, centred=centred,
+                 data_ranges=data)
+
+
+STRIP_ORIGIN = (34, 14)  # (x, y) of a strip's grid inside its picture (after the axis margins)
+
+
+OVERLAY_MIN_SIDE = 256  # tiny input pictures are upscaled (whole factors) to at least this
+OVERLAY_PERCENTILES = (5.0, 99.5)  # the overlay's 0 and full strength: robust, floor removed
+
+
+def overlay_values(maps: np.ndarray, channel: int | None = None) -> np.ndarray:
+    """What an overlay shows, float64 [H, W]: the mean |a| over channels (non-finite as 0), or
+    channel ``channel``'s own values."""
     arr = np.asarray(maps)
     if arr.ndim != 3:
         raise ValueError(f"maps must be [C, H, W], got shape {arr.shape}")
-    lut = colormap_lut(cmap)
+    if channel is not None:
+        values = arr[channel].astype(np.float64)
+        return np.where(np.isfinite(values), values, 0.0)
     finite = np.isfinite(arr)
     absval = np.abs(arr) if finite.all() else np.abs(np.where(finite, arr, 0))
-    energy = absval.mean(axis=0, dtype=np.float64)
-    peak = float(energy.max()) if energy.size else 0.0
-    energy = energy / peak if peak > 0 else np.zeros_like(energy)
+    return absval.mean(axis=0, dtype=np.float64)
 
-    small = Image.fromarray(energy.astype(np.float32))  # mode "F"
-    e = np.asarray(small.resize(picture.size, Image.Resampling.BILINEAR))
+
+def overlay_range(values: np.ndarray) -> tuple[float, float]:
+    """The robust range an overlay is scaled to: the 5th and 99.5th percentiles of its values
+    (so a floor shared by the whole picture is removed and one hot pixel does not dim the rest)."""
+    if values.size == 0:
+        return 0.0, 0.0
+    lo, hi = np.percentile(values, OVERLAY_PERCENTILES)
+    return float(lo), float(hi)
+
+
+def overlay_image(
+    maps: np.ndarray,
+    picture: Image.Image,
+    alpha: float = 0.5,
+    cmap: str = "inferno",
+    channel: int | None = None,
+    colour_bar: bool = True,
+) -> Image.Image:
+    """Blend what the layer shows (its energy, or channel ``channel``) over ``picture``.
+
+    The values v (:func:`overlay_values`) are scaled between robust percentiles
+    (:func:`overlay_range`): e = clip((v - lo) / (hi - lo), 0, 1), upsampled bilinearly. Each
+    pixel is ``picture * (1 - alpha*e) + colour(e) * alpha*e``, so quiet regions keep the picture
+    and hot regions take the colour map. Pictures under OVERLAY_MIN_SIDE pixels are upscaled by
+    a whole factor first (nearest neighbour). With ``colour_bar`` a panel on the right states
+    what the colours stand for and the range.
+    """
+    alpha = _check_alpha(alpha)
+    lut = colormap_lut(cmap)
+    values = overlay_values(maps, channel)
+    lo, hi = overlay_range(values)
+    span = hi - lo
+    if span > 0 and np.isfinite(span):
+        scaled = np.clip((values - lo) / span, 0.0, 1.0)
+    else:
+        scaled = np.zeros_like(values)
+    base = picture.convert("RGB")
+    long_side = max(base.size)
+    if 0 < long_side < OVERLAY_MIN_SIDE:
+        factor = math.ceil(OVERLAY_MIN_SIDE / long_side)
+        base = base.resize((base.width * factor, base.height * factor), Image.Resampling.NEAREST)
+
+    small = Image.fromarray(scaled.astype(np.float32))  # mode "F"
+    e = np.asarray(small.resize(base.size, Image.Resampling.BILINEAR))
     e = np.clip(e, 0.0, 1.0)
     # The blend runs inside Pillow (composite = base*(1-m/255) + colour*m/255, rounded): ~5x
     # faster than float numpy on a 2048-px picture. m = alpha*e in 1/255 steps, so alpha=0
     # (or e=0) leaves the picture's pixels exactly as they were.
     colour = _p_image(np.rint(e * (LEVELS - 1)).astype(np.uint8), _palette(lut)).convert("RGB")
     mask = Image.fromarray(np.rint(e * (alpha * 255)).astype(np.uint8))  # mode "L"
-    return Image.composite(colour, picture.convert("RGB"), mask)
+    blended = Image.composite(colour, base, mask)
+    if not colour_bar:
+        return blended
+    what = "mean |a|" if channel is None else f"ch {channel}"
+    return _with_rgb_bar(blended, lut, lo, hi, what)
+
+
+def _with_rgb_bar(image: Image.Image, lut: np.ndarray, lo: float, hi: float,
+                  what: str) -> Image.Image:
+    """``image`` with a white panel on its right: the colour ramp, hi at the top, lo at the
+    bottom, and what the values are."""
+    height = max(image.height, 96)
+    out = Image.new("RGB", (image.width + _PANEL_WIDTH, height), (255, 255, 255))
+    out.paste(image, (0, 0))
+    bar_x = image.width + _BAR_X
+    bar_top, bar_bottom = _BAR_TOP, height - _BAR_BOTTOM_MARGIN
+    bar_h = bar_bottom - bar_top
+    ramp = np.rint(np.linspace(LEVELS - 1, 0, bar_h)).astype(np.intp)
+    pixels = np.asarray(out).copy()
+    pixels[bar_top:bar_bottom, bar_x : bar_x + _BAR_WIDTH] = np.asarray(lut)[ramp][:, None, :]
+    out = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((bar_x - 1, bar_top - 1, bar_x + _BAR_WIDTH, bar_bottom), outline=(0, 0, 0))
+    font = _font()
+    for y, text in ((bar_top, f"{hi:.3g}"), (bar_bottom - 1, f"{lo:.3g}")):
+        draw.line((bar_x + _BAR_WIDTH, y, bar_x + _BAR_WIDTH + 3, y), fill=(0, 0, 0))
+        left, top, _, bottom = draw.textbbox((0, 0), text, font=font)
+        draw.text((image.width + _LABEL_X - left, round(y - (top + bottom) / 2)), text,
+                  fill=(0, 0, 0), font=font)
+    left, _, right, _ = draw.textbbox((0, 0), what, font=font)
+    cx = image.width + max(2, (_PANEL_WIDTH - (right - left)) // 2)
+    draw.text((cx - left, bar_bottom + 8), what, fill=(0, 0, 0), font=font)
+    return out

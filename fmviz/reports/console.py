@@ -84,13 +84,14 @@ def print_dead_filters(report: dict, console: Console | None = None, top: int = 
         f"{report['inputs_scanned']} inputs scanned, {len(report['skipped'])} skipped  "
         f"[{dead_style}]{summary['dead']} dead[/] of {summary['channels']} channels "
         f"({percent(summary['dead'], summary['channels'])}) in {summary['layers']} layers, "
+        f"[blue]{summary.get('inactive', 0)} inactive[/], "
         f"[yellow]{summary['rare']} rare[/], {summary['constant']} constant"
     )
     ranked = ranked_layers(report)
     if ranked:
         table = Table(box=None, header_style="bold", pad_edge=False)
-        for column in ("#", "layer", "activation", "channels", "dead", "rare", "constant",
-                       "dead channels"):
+        for column in ("#", "layer", "activation", "channels", "dead", "inactive", "rare",
+                       "constant", "dead channels"):
             table.add_column(column, overflow="fold")
         for layer in ranked[:top]:
             table.add_row(
@@ -99,6 +100,7 @@ def print_dead_filters(report: dict, console: Console | None = None, top: int = 
                 escape(layer["activation"] or "-"),
                 str(layer["channels"]),
                 str(len(layer["dead"])),
+                str(len(layer.get("inactive", []))),
                 str(len(layer["rare"])),
                 str(len(layer["constant"])),
                 escape(channel_ranges(layer["dead"], limit=12)),

@@ -31,7 +31,7 @@ SCHEMA = "fmviz/dead-filters/1"
 FORMATS = {".json": "json", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
            ".csv": "csv"}
 CSV_COLUMNS = ("layer_index", "layer", "tensor", "channel", "max_abs", "mean",
-               "active_fraction", "dead", "rare", "constant")
+               "active_fraction", "dead", "rare", "constant", "inactive")
 
 
 # ----------------------------------------------------------------------------- the report dict
@@ -53,7 +53,7 @@ def _digits(value: float, digits: int = 7) -> float | None:
 def build_report(model_json: dict, result, rare: float) -> dict:
     """The report dict of SPEC.md (plus ``stage``, ``samples``, per-layer ``mean``, ...)."""
     layers = []
-    totals = {"channels": 0, "dead": 0, "rare": 0, "constant": 0}
+    totals = {"channels": 0, "dead": 0, "rare": 0, "constant": 0, "inactive": 0}
     for probe, stats in zip(result.probes, result.stats, strict=True):
         dead = stats.dead()
         rare_mask = stats.rare(rare)
@@ -64,6 +64,8 @@ def build_report(model_json: dict, result, rare: float) -> dict:
             "dead": [int(c) for c in np.flatnonzero(dead)],
             "rare": [int(c) for c in np.flatnonzero(rare_mask)],
             "constant": [int(c) for c in np.flatnonzero(constant)],
+            "inactive": [int(c) for c in np.flatnonzero(
+                stats.inactive(bool(getattr(probe, "rests_at_or_below_zero", False))))],
             "max_abs": [_f32(v) for v in stats.max_abs],
             "active_fraction": [float(v) for v in stats.active_fraction],
             "mean": [_digits(v) for v in stats.mean],
@@ -78,6 +80,7 @@ def build_report(model_json: dict, result, rare: float) -> dict:
         totals["dead"] += len(entry["dead"])
         totals["rare"] += len(entry["rare"])
         totals["constant"] += len(entry["constant"])
+        totals["inactive"] += len(entry["inactive"])
     channels = totals["channels"]
     return {
         "schema": SCHEMA,
@@ -98,6 +101,7 @@ def build_report(model_json: dict, result, rare: float) -> dict:
             "dead": totals["dead"],
             "rare": totals["rare"],
             "constant": totals["constant"],
+            "inactive": totals["inactive"],
             "dead_fraction": totals["dead"] / channels if channels else 0.0,
         },
     }
@@ -147,18 +151,20 @@ def render(report: dict, fmt: str) -> str:
 
 def to_csv(report: dict) -> str:
     """One row per channel: ``layer_index, layer, tensor, channel, max_abs, mean,
-    active_fraction, dead, rare, constant`` (booleans as true/false)."""
+    active_fraction, dead, rare, constant, inactive`` (booleans as true/false)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for layer in report["layers"]:
         dead, rare, constant = (set(layer[k]) for k in ("dead", "rare", "constant"))
+        inactive = set(layer.get("inactive", ()))
         for channel in range(layer["channels"]):
             writer.writerow([
                 layer["index"], layer["name"], layer["tensor"], channel,
                 _cell(layer["max_abs"][channel]), _cell(layer["mean"][channel]),
                 _cell(layer["active_fraction"][channel]),
                 _flag(channel in dead), _flag(channel in rare), _flag(channel in constant),
+                _flag(channel in inactive),
             ])
     return buffer.getvalue()
 
@@ -172,12 +178,12 @@ def _flag(value: bool) -> str:
 
 
 def ranked_layers(report: dict, count: int | None = None) -> list[dict]:
-    """Layers with dead, rare or constant channels, most first (dead, then rare, then
-    constant, then index)."""
+    """Layers with dead, inactive, rare or constant channels, most first (dead, then inactive,
+    then rare, then constant, then index)."""
     layers = [layer for layer in report["layers"]
-              if layer["dead"] or layer["rare"] or layer["constant"]]
-    layers.sort(key=lambda layer: (-len(layer["dead"]), -len(layer["rare"]),
-                                   -len(layer["constant"]), layer["index"]))
+              if layer["dead"] or layer.get("inactive") or layer["rare"] or layer["constant"]]
+    layers.sort(key=lambda layer: (-len(layer["dead"]), -len(layer.get("inactive", ())),
+                                   -len(layer["rare"]), -len(layer["constant"]), layer["index"]))
     return layers if count is None else layers[:count]
 
 
@@ -185,7 +191,8 @@ def _headline(report: dict) -> str:
     s = report["summary"]
     return (
         f"{s['dead']} dead of {s['channels']} channels ({percent(s['dead'], s['channels'])}) "
-        f"in {s['layers']} layers; {s['rare']} rare, {s['constant']} constant; "
+        f"in {s['layers']} layers; {s.get('inactive', 0)} inactive, {s['rare']} rare, "
+        f"{s['constant']} constant; "
         f"{report['inputs_scanned']} inputs scanned, {len(report['skipped'])} skipped"
     )
 
@@ -210,22 +217,25 @@ def to_markdown(report: dict) -> str:
         f"{report['rare']:g} · providers {_md(', '.join(report['providers']))} · "
         f"fmviz {report['fmviz']}",
         "",
-        "| dead | rare | constant | channels | layers | dead fraction |",
-        "|---:|---:|---:|---:|---:|---:|",
-        f"| {s['dead']} | {s['rare']} | {s['constant']} | {s['channels']} | {s['layers']} | "
-        f"{s['dead_fraction']:.4f} |",
+        "| dead | inactive | rare | constant | channels | layers | dead fraction |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {s['dead']} | {s.get('inactive', 0)} | {s['rare']} | {s['constant']} | "
+        f"{s['channels']} | {s['layers']} | {s['dead_fraction']:.4f} |",
         "",
         "### Layers",
         "",
-        "| # | layer | activation | channels | dead | rare | constant | dead channels "
-        "| rare channels |",
-        "|---:|---|---|---:|---:|---:|---:|---|---|",
+        "| # | layer | activation | channels | dead | inactive | rare | constant "
+        "| dead channels | inactive channels | rare channels |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for layer in report["layers"]:
+        inactive = layer.get("inactive", [])
         lines.append(
             f"| {layer['index']} | {_md(layer['name'])} | {_md(layer['activation'] or '-')} | "
-            f"{layer['channels']} | {len(layer['dead'])} | {len(layer['rare'])} | "
-            f"{len(layer['constant'])} | {_md(channel_ranges(layer['dead'], limit=24))} | "
+            f"{layer['channels']} | {len(layer['dead'])} | {len(inactive)} | "
+            f"{len(layer['rare'])} | {len(layer['constant'])} | "
+            f"{_md(channel_ranges(layer['dead'], limit=24))} | "
+            f"{_md(channel_ranges(inactive, limit=24))} | "
             f"{_md(channel_ranges(layer['rare'], limit=24))} |"
         )
     if report["skipped"]:

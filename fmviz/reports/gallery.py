@@ -49,6 +49,7 @@ _SIGNAL_CHANNELS = 8
 _CHART_WIDTH, _CHART_HEIGHT = 720, 84
 _CLASS_COLOURS = {  # dead-filter classes: one colour each, also in the CSS below
     "dead": "#d1352b",
+    "inactive": "#2b6fd1",
     "constant": "#8e5cc4",
     "rare": "#e69b1e",
     "healthy": "#3f9b59",
@@ -530,10 +531,10 @@ def run_page_html(manifest: Mapping, *, picture: str | None = None, signal=None)
 
 
 def _channel_classes(layer: Mapping) -> list[str]:
-    """One class per channel, the first that applies: dead, constant, rare, healthy."""
+    """One class per channel, the first that applies: dead, inactive, constant, rare, healthy."""
     n = int(layer.get("channels") or len(layer.get("max_abs") or []))
     classes = ["healthy"] * n
-    for name in ("rare", "constant", "dead"):  # later wins
+    for name in ("rare", "constant", "inactive", "dead"):  # later wins
         for c in layer.get(name) or []:
             if isinstance(c, int) and 0 <= c < n:
                 classes[c] = name
@@ -545,7 +546,7 @@ def _stacked_bar(counts: Mapping[str, int], total: int, width: int = 220) -> str
         return ""
     x = 0.0
     rects = []
-    for name in ("dead", "constant", "rare", "healthy"):
+    for name in ("dead", "inactive", "constant", "rare", "healthy"):
         n = counts.get(name, 0)
         if not n:
             continue
@@ -659,6 +660,7 @@ def scan_page_html(report: Mapping) -> str:
             f"<small>{_percent(summary.get('dead_fraction'))}</small>",
             " c-dead-t",
         ),
+        ("inactive", _e(summary.get("inactive", totals["inactive"])), " c-inactive-t"),
         ("rare", _e(summary.get("rare", totals["rare"])), " c-rare-t"),
         ("constant", _e(summary.get("constant", totals["constant"])), " c-constant-t"),
         ("healthy", str(totals["healthy"]), " c-healthy-t"),
@@ -682,21 +684,28 @@ def scan_page_html(report: Mapping) -> str:
         )
     table = (
         '<table class="list" id="layer-list"><thead><tr><th>#</th><th>layer</th><th>op</th>'
-        "<th>activation</th><th>channels</th><th>dead</th><th>constant</th><th>rare</th>"
+        "<th>activation</th><th>channels</th><th>dead</th><th>inactive</th><th>constant</th>"
+        "<th>rare</th>"
         "<th>healthy</th><th>share</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
     sections = []
-    for pos, (layer, classes, counts) in enumerate(per_layer):
+    healthy_sections = []
+    # layers with dead, inactive, constant or rare channels first; the healthy ones folded
+    order = sorted(range(len(per_layer)), key=lambda p: (per_layer[p][2]["healthy"]
+                                                         == len(per_layer[p][1]), p))
+    for pos in order:
+        layer, classes, counts = per_layer[pos]
         lists = []
-        for name in ("dead", "constant", "rare"):
+        for name in ("dead", "inactive", "constant", "rare"):
             members = [c for c, k in enumerate(classes) if k == name]
             if members:
                 lists.append(
                     f'<p><i class="sw c-{name}"></i><b>{_e(name)}</b> ({len(members)}): '
                     f"{_e(channel_ranges(members, dash='–'))}</p>"
                 )
-        sections.append(
+        target = healthy_sections if counts["healthy"] == len(classes) else sections
+        target.append(
             f'<section class="layer" id="layer-{pos}" data-pos="{pos}">'
             f'<h2><span class="idx">{_e(layer.get("index"))}</span> {_e(layer.get("name"))}'
             f'</h2><p class="meta"><code>{_e(layer.get("op"))}</code> · activation '
@@ -708,6 +717,10 @@ def scan_page_html(report: Mapping) -> str:
             f'<div class="classes">{"".join(lists) or "<p class=muted>all healthy</p>"}</div>'
             '<p class="top"><a href="#top">top ↑</a></p></section>'
         )
+    healthy_html = (
+        f'<details class="healthy"><summary>{len(healthy_sections)} healthy layer(s)</summary>'
+        f'{"".join(healthy_sections)}</details>' if healthy_sections else ""
+    )
     skipped_html = (
         '<h2 class="sec" id="skipped">Skipped inputs</h2><table class="list"><thead><tr>'
         "<th>path</th><th>error</th></tr></thead><tbody>"
@@ -729,8 +742,10 @@ def scan_page_html(report: Mapping) -> str:
         f'<p class="muted">fmviz {_e(report.get("fmviz"))}</p></header><main>'
         f'<div class="cards">{card_html}</div>{_dl(settings)}'
         f'<p class="legend">{legend} <span class="muted">a channel counts once, in the '
-        "first class that applies: dead (max |a| ≤ eps), constant, rare, healthy</span></p>"
-        f'<h2 class="sec">Layers</h2>{table}{"".join(sections)}{skipped_html}</main>'
+        "first class that applies: dead (max |a| ≤ eps), inactive (max ≤ eps under an "
+        "activation that rests at or below 0), constant, rare, healthy</span></p>"
+        f'<h2 class="sec">Layers</h2>{table}{"".join(sections)}{healthy_html}{skipped_html}'
+        "</main>"
         '<div id="tip" hidden></div>'
     )
     return _page(f"fmviz · dead filters · {model_name}", body, _scan_data(report),
