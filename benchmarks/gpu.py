@@ -142,7 +142,6 @@ def child_first_run(spec: dict) -> dict:
     opened = time.perf_counter()
     session.run(feeds, tensors)
     first = time.perf_counter()
-    steady = [session.run(feeds, tensors) and 0 for _ in range(0)]  # noqa: F841 - warm below
     times = []
     for _ in range(5):
         t = time.perf_counter()
@@ -153,7 +152,44 @@ def child_first_run(spec: dict) -> dict:
             "options": session.provider_options}
 
 
-CHILDREN = {"capture": child_capture, "first-run": child_first_run}
+def child_agreement(spec: dict) -> dict:
+    """Every post map on the CPU and on the provider (exact, then --tf32): worst relative
+    difference per layer."""
+    from fmviz.inputs import InputOptions
+    from fmviz.model import open_model
+    from fmviz.session import ProviderSettings
+
+    size = spec.get("size")
+    options = InputOptions(size=(size, size) if size else None)
+    cpu = open_model(spec["model"], providers=["cpu"]).capture(spec["source"], options=options)
+    reference = {p.name: np.asarray(cpu.maps[p.index], np.float64) for p in cpu.probes}
+    del cpu
+    entry: dict = {}
+    for tf32 in (False, True):
+        model = open_model(spec["model"], providers=[spec["provider"]],
+                           settings=ProviderSettings(tf32=tf32))
+        started = time.perf_counter()
+        capture = model.capture(spec["source"], options=options)
+        seconds = time.perf_counter() - started
+        layers = {}
+        for probe in capture.probes:
+            want = reference[probe.name]
+            got = np.asarray(capture.maps[probe.index], np.float64)
+            scale = float(np.abs(want).max()) or 1.0
+            layers[probe.name] = float(np.abs(got - want).max()) / scale
+        worst = max(layers, key=layers.get)
+        entry["tf32" if tf32 else "exact"] = {
+            "worst": layers[worst], "worst_layer": worst, "layers": len(layers),
+            "providers": list(capture.providers),
+            "provider_options": {k: dict(v) for k, v in capture.provider_options.items()},
+            "capture_s": seconds, "per_layer": layers,
+        }
+        del capture
+    return entry
+
+
+CHILDREN = {"capture": child_capture, "first-run": child_first_run,
+            "agreement": child_agreement}
 
 
 def run_child(spec: dict, timeout: float) -> dict:
@@ -251,8 +287,14 @@ class Bench:
         import onnxruntime as ort
 
         from fmviz import __version__
-        from fmviz.session import provider_report
 
+        # in a process of its own: a provider library that crashes must not end the benchmark
+        _, code, output = timed_process([sys.executable, "-m", "fmviz", "providers", "--json"],
+                                        timeout=min(120, self.left()))
+        try:
+            providers = json.loads(output.strip().splitlines()[0])
+        except (ValueError, IndexError):
+            providers = {"error": f"fmviz providers exit {code}: {output[-500:]}", "checks": []}
         info = {
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -261,7 +303,7 @@ class Bench:
             "numpy": np.__version__,
             "onnxruntime": ort.__version__,
             "commit": git_commit(),
-            "providers": provider_report(),
+            "providers": providers,
         }
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             smi = subprocess.run(
@@ -269,8 +311,9 @@ class Bench:
                  "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
             info["gpu"] = smi.stdout.strip()
         checks = info["providers"]["checks"]
-        log(f"  onnxruntime {ort.__version__} ({info['providers']['package']}), "
-            f"providers {info['providers']['available']}, gpu: {info.get('gpu', '-')}")
+        log(f"  onnxruntime {ort.__version__} ({providers.get('package')}), "
+            f"providers {providers.get('available') or providers.get('error')}, "
+            f"gpu: {info.get('gpu', '-')}")
         for check in checks:
             log(f"  {check['short']}: {'starts' if check['starts'] else check['reason']}")
         return info
@@ -291,10 +334,6 @@ class Bench:
 
     # ------------------------------------------------------------------ agreement
     def agreement(self) -> dict:
-        from fmviz.inputs import InputOptions
-        from fmviz.model import open_model
-        from fmviz.session import ProviderSettings
-
         cases = [(name, path, self.picture, size) for name, (path, size) in self.models.items()]
         cases += [("digits_cnn", ROOT / "models" / "digits_cnn.onnx",
                    ROOT / "samples" / "digit-3.png", None),
@@ -302,38 +341,19 @@ class Bench:
                    ROOT / "samples" / "basicmotions-walking.csv", None)]
         out: dict = {}
         for name, path, source, size in cases:
-            options = InputOptions(size=(size, size) if size else None)
-            cpu = open_model(path, providers=["cpu"]).capture(source, options=options)
-            reference = {p.name: np.asarray(cpu.maps[p.index], np.float64) for p in cpu.probes}
-            del cpu
-            entry: dict = {}
-            for tf32 in (False, True):
-                model = open_model(path, providers=[self.provider],
-                                   settings=ProviderSettings(tf32=tf32))
-                started = time.perf_counter()
-                capture = model.capture(source, options=options)
-                seconds = time.perf_counter() - started
-                layers = {}
-                for probe in capture.probes:
-                    want = reference[probe.name]
-                    got = np.asarray(capture.maps[probe.index], np.float64)
-                    scale = float(np.abs(want).max()) or 1.0
-                    layers[probe.name] = float(np.abs(got - want).max()) / scale
-                worst = max(layers, key=layers.get)
-                entry["tf32" if tf32 else "exact"] = {
-                    "worst": layers[worst], "worst_layer": worst, "layers": len(layers),
-                    "providers": list(capture.providers),
-                    "provider_options": {k: dict(v) for k, v in
-                                         capture.provider_options.items()},
-                    "capture_s": seconds, "per_layer": layers,
-                }
-                del capture
+            spec = {"mode": "agreement", "model": str(path), "source": str(source),
+                    "size": size, "provider": self.provider}
+            entry = run_child(spec, timeout=min(120, self.left()))
             out[name] = entry
+            if "error" in entry:
+                log(f"  {name}: {entry['error']}")
+                continue
             log(f"  {name}: worst |diff|/max {entry['exact']['worst']:.2e} "
                 f"({entry['exact']['worst_layer']}), with --tf32 {entry['tf32']['worst']:.2e}; "
                 f"{entry['exact']['providers'][0]}")
         (self.details / "agreement.json").write_text(json.dumps(out, indent=1))
-        return {name: {k: {kk: vv for kk, vv in v.items() if kk != "per_layer"}
+        return {name: {k: ({kk: vv for kk, vv in v.items() if kk != "per_layer"}
+                           if isinstance(v, dict) else v)
                        for k, v in entry.items()} for name, entry in out.items()}
 
     # ------------------------------------------------------------------ first run
@@ -531,7 +551,9 @@ def markdown(results: dict) -> str:
                   f"- dead-filters {med['dead-filters']:.2f} s (heuristic), "
                   f"{med['dead-filters-exhaustive']:.2f} s (`--conv-search exhaustive`); plain "
                   f"loop {med['plain']:.2f} s: **{scan['ratio']:.2f}x** "
-                  f"({scan['ratio_exhaustive']:.2f}x exhaustive). Target on CUDA: <= 1.1x.", ""]
+                  f"({scan['ratio_exhaustive']:.2f}x exhaustive). Target on CUDA: <= 1.1x. "
+                  "The plain loop runs the unmodified model with onnxruntime's default "
+                  "provider options (on CUDA: TF32 on, EXHAUSTIVE search).", ""]
     skipped = [f"{k} ({v.get('skipped') or v.get('error')})" for k, v in sections.items()
                if isinstance(v, dict) and ("skipped" in v or "error" in v) and k != "pytest"]
     if skipped:

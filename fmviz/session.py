@@ -258,7 +258,8 @@ def open_session(
         settings.prepare(name)
         provider_list.append((name, chosen[name]) if chosen[name] else name)
     try:
-        with warnings.catch_warnings():  # "provider not available": read back and said below
+        # "provider not available" warnings and "EP Error" prints: read back and said below
+        with warnings.catch_warnings(), _quiet_stdout() as printed:
             warnings.simplefilter("ignore")
             inner = ort.InferenceSession(model_bytes, sess_options=options,
                                          providers=provider_list)
@@ -270,7 +271,7 @@ def open_session(
     for name in providers:
         if name in got or name == "CPUExecutionProvider":
             continue
-        reason = diagnose(name)
+        reason = _fallback_reason(printed.getvalue()) or diagnose(name)
         if name in required:
             raise OptionError("providers", f"{_short_name(name)!r} cannot start a session: "
                               f"{reason}")
@@ -448,16 +449,29 @@ def _captured_stderr() -> Iterator[_Log]:
 
 
 @contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
+def _quiet_stdout() -> Iterator[Any]:
+    """Python's stdout into a buffer: onnxruntime *prints* "EP Error ... Falling back" when a
+    provider raises while being created, which would corrupt ``--json`` output."""
     import io
     import sys
 
     saved = sys.stdout
-    sys.stdout = io.StringIO()
+    sys.stdout = buffer = io.StringIO()
     try:
-        yield
+        yield buffer
     finally:
         sys.stdout = saved
+
+
+_EP_ERROR = re.compile(r"^EP Error (.*?) when using \[", re.DOTALL | re.MULTILINE)
+
+
+def _fallback_reason(printed: str) -> str | None:
+    """The error onnxruntime printed before falling back to other providers, on one line."""
+    match = _EP_ERROR.search(printed)
+    if not match:
+        return None
+    return describe_error(RuntimeError(match.group(1))) or None
 
 
 @functools.lru_cache(maxsize=1)
@@ -510,7 +524,7 @@ def check_provider(provider: str, settings: ProviderSettings | None = None) -> P
     started = time.perf_counter()
     try:
         settings.prepare(provider)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_stdout() as printed:
             warnings.simplefilter("ignore")
             session = ort.InferenceSession(
                 tiny_model(), sess_options=session_options,
@@ -523,7 +537,8 @@ def check_provider(provider: str, settings: ProviderSettings | None = None) -> P
                              describe_error(exc), options)
     seconds = time.perf_counter() - started
     if provider not in got:
-        return ProviderCheck(provider, False, seconds, diagnose(provider), options)
+        reason = _fallback_reason(printed.getvalue()) or diagnose(provider)
+        return ProviderCheck(provider, False, seconds, reason, options)
     return ProviderCheck(provider, True, seconds, None, options)
 
 

@@ -132,6 +132,35 @@ def test_auto_falls_back_to_the_cpu_with_one_notice(fake_cuda, tmp_path, capsys)
     assert code == 0 and "cuda cannot start a session" in err
 
 
+def test_a_provider_that_raises_is_reported_without_corrupting_stdout(
+        fake_cuda, monkeypatch, tmp_path, capsys):
+    """onnxruntime *prints* "EP Error ... Falling back" on stdout when a provider raises while
+    being created (no device, a driver too old): fmviz takes the reason from it, and --json
+    output stays JSON."""
+    real = ort.InferenceSession
+
+    def falling_back(model, sess_options=None, providers=None, **kwargs):
+        print("*************** EP Error ***************")
+        print("EP Error [ONNXRuntimeError] : 1 : FAIL : provider_bridge_ort.cc:1234 CUDA "
+              "failure 100: no CUDA-capable device is detected ; GPU=0 when using "
+              "['CUDAExecutionProvider', 'CPUExecutionProvider']")
+        print("Falling back to ['CPUExecutionProvider'] and retrying.")
+        return real(model, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "InferenceSession", falling_back)
+    code, out, err = cli(["run", MODEL, PICTURE, "-o", tmp_path, "--provider", "cuda",
+                          "--json"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip() == ("Error: --provider 'cuda' cannot start a session: CUDA failure 100: "
+                           "no CUDA-capable device is detected ; GPU=0")
+    code, out, err = cli(["run", MODEL, PICTURE, "-o", tmp_path, "--json"], capsys)
+    assert code == 0 and json.loads(out)["providers"] == ["CPUExecutionProvider"]
+    assert "no CUDA-capable device is detected" in err
+    code, out, _ = cli(["providers", "--json"], capsys)
+    assert code == 1
+    assert json.loads(out)["checks"][0]["reason"].startswith("CUDA failure 100")
+
+
 def test_providers_command_reports_a_provider_that_does_not_start(fake_cuda, capsys):
     code, out, _ = cli(["providers", "--json"], capsys)
     report = json.loads(out)
