@@ -240,8 +240,6 @@ def open_session(
     import onnxruntime as ort
 
     settings = settings or ProviderSettings()
-    if any(p in GPU_PROVIDERS for p in providers):
-        preload_libraries()
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -257,21 +255,30 @@ def open_session(
         chosen[name] = settings.options(name)
         settings.prepare(name)
         provider_list.append((name, chosen[name]) if chosen[name] else name)
-    try:
-        # "provider not available" warnings and "EP Error" prints: read back and said below
-        with warnings.catch_warnings(), _quiet_stdout() as printed:
-            warnings.simplefilter("ignore")
-            inner = ort.InferenceSession(model_bytes, sess_options=options,
-                                         providers=provider_list)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        message = describe_error(exc)
-        raise ModelError(f"{source}: onnxruntime cannot load the model: {message}") from exc
+
+    def create() -> tuple[Any, str]:
+        try:
+            # "provider not available" warnings and "EP Error" prints: read back, said below
+            with warnings.catch_warnings(), _quiet_stdout() as printed:
+                warnings.simplefilter("ignore")
+                inner = ort.InferenceSession(model_bytes, sess_options=options,
+                                             providers=provider_list)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            message = describe_error(exc)
+            raise ModelError(f"{source}: onnxruntime cannot load the model: {message}") from exc
+        return inner, printed.getvalue()
+
+    inner, printed = create()
     got = list(inner.get_providers())
+    if any(p not in got and p in GPU_PROVIDERS for p in providers) and preload_libraries():
+        # a GPU provider did not start: load the nvidia-* wheels' libraries, try once more
+        inner, printed = create()
+        got = list(inner.get_providers())
     notices = []
     for name in providers:
         if name in got or name == "CPUExecutionProvider":
             continue
-        reason = _fallback_reason(printed.getvalue()) or diagnose(name)
+        reason = _fallback_reason(printed) or diagnose(name)
         if name in required:
             raise OptionError("providers", f"{_short_name(name)!r} cannot start a session: "
                               f"{reason}")
@@ -310,22 +317,28 @@ _WHEELS = (
 )
 
 
-@functools.lru_cache(maxsize=1)
-def preload_libraries() -> str | None:
+_PRELOADED: list[str] = []  # what preload_dlls printed (its failures), once it has run
+
+
+def preload_libraries() -> bool:
     """Let onnxruntime load the CUDA and cuDNN libraries of the ``nvidia-*`` wheels
-    (``onnxruntime.preload_dlls``, onnxruntime >= 1.21), once per process; what it raised, if
-    anything (a CPU build, or no such wheels, is no error)."""
+    (``onnxruntime.preload_dlls``, onnxruntime >= 1.21), once per process, when a GPU provider
+    did not start (a setup that works is left as it is). True when it ran just now: a session
+    is then worth trying again. What it printed (the libraries it could not load) is kept for
+    :func:`diagnose`."""
     import onnxruntime as ort
 
     preload = getattr(ort, "preload_dlls", None)
-    if preload is None or "CUDAExecutionProvider" not in ort.get_available_providers():
-        return None
-    try:
-        with _quiet_stdout():
+    if _PRELOADED or preload is None or not any(
+            p in ort.get_available_providers() for p in _PROVIDER_LIBRARIES):
+        return False
+    with _quiet_stdout() as printed, _captured_stderr():
+        try:
             preload(cuda=True, cudnn=True, msvc=False)
-    except Exception as exc:  # noqa: BLE001 - a diagnosis, never a failure
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        except Exception as exc:  # noqa: BLE001 - a diagnosis, never a failure
+            print(f"preload_dlls: {type(exc).__name__}: {exc}")
+    _PRELOADED.append(printed.getvalue())
+    return True
 
 
 def cuda_versions() -> dict[str, str]:
@@ -367,6 +380,9 @@ def diagnose(provider: str) -> str:
         reason = _dlopen_error(Path(ort.__file__).parent / "capi" / library)
         if reason:
             return reason
+    preloaded = _missing_reason("".join(_PRELOADED))
+    if preloaded:
+        return preloaded
     logged = _logged_failure(provider)
     if logged:
         return logged
@@ -510,15 +526,22 @@ class ProviderCheck:
 
 
 def check_provider(provider: str, settings: ProviderSettings | None = None) -> ProviderCheck:
-    """Start a session of :func:`tiny_model` on ``provider`` (and run it once)."""
+    """Start a session of :func:`tiny_model` on ``provider`` (and run it once); when a GPU
+    provider does not start, once more after :func:`preload_libraries`."""
+    settings = settings or ProviderSettings()
+    options = settings.options(provider)
+    first = _check_once(provider, settings, options)
+    if first.starts or provider not in GPU_PROVIDERS or not preload_libraries():
+        return first
+    return _check_once(provider, settings, options)
+
+
+def _check_once(provider: str, settings: ProviderSettings,
+                options: dict[str, str]) -> ProviderCheck:
     import time
 
     import onnxruntime as ort
 
-    settings = settings or ProviderSettings()
-    options = settings.options(provider)
-    if provider != "CPUExecutionProvider":
-        preload_libraries()
     session_options = ort.SessionOptions()
     session_options.log_severity_level = 4
     started = time.perf_counter()
@@ -561,8 +584,7 @@ def provider_report(settings: ProviderSettings | None = None) -> dict:
         "device": ort.get_device(),
         **cuda_versions(),
         "preload_dlls": hasattr(ort, "preload_dlls"),
-        "preload_error": preload_libraries() if any(
-            p in GPU_PROVIDERS for p in available) else None,
+        "preload_dlls_output": "".join(_PRELOADED).strip() or None,
         "available": available,
         "auto": resolve_providers(["auto"]),
         "checks": checks,

@@ -34,6 +34,12 @@ def cli(args, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.fixture(autouse=True)
+def fresh_preload(monkeypatch):
+    """preload_dlls runs once per process: each test starts before it ran."""
+    monkeypatch.setattr(fsession, "_PRELOADED", [])
+
+
 @pytest.fixture
 def fake_cuda(monkeypatch):
     """An onnxruntime build that lists CUDA, on a machine where it cannot start."""
@@ -159,6 +165,38 @@ def test_a_provider_that_raises_is_reported_without_corrupting_stdout(
     code, out, _ = cli(["providers", "--json"], capsys)
     assert code == 1
     assert json.loads(out)["checks"][0]["reason"].startswith("CUDA failure 100")
+
+
+def test_a_gpu_provider_that_did_not_start_is_tried_again_after_preloading(
+        fake_cuda, monkeypatch):
+    created = []
+    real = ort.InferenceSession
+
+    def counting(model, sess_options=None, providers=None, **kwargs):
+        created.append([p if isinstance(p, str) else p[0] for p in providers])
+        return real(model, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "InferenceSession", counting)
+    preloads = []
+    monkeypatch.setattr(fsession, "preload_libraries", lambda: not preloads.append(1))
+    session = open_session(tiny_model(), ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert created == [["CUDAExecutionProvider", "CPUExecutionProvider"]] * 2 and preloads
+    assert session.providers == ["CPUExecutionProvider"] and session.notices
+    created.clear()
+    open_session(tiny_model(), ["CPUExecutionProvider"])  # nothing to retry on the CPU
+    assert created == [["CPUExecutionProvider"]]
+
+
+def test_what_preload_dlls_could_not_load_is_the_reason(monkeypatch):
+    if "CUDAExecutionProvider" in REAL_PROVIDERS:
+        pytest.skip("this onnxruntime really has CUDA")
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(fsession, "_PRELOADED", [
+        "Failed to load /site/nvidia/cu13/lib/libcublasLt.so.13: libcublasLt.so.13: cannot "
+        "open shared object file: No such file or directory\n"])
+    assert fsession.diagnose("CUDAExecutionProvider") == (
+        "libcublasLt.so.13 is missing: pip install nvidia-cublas-cu13")
 
 
 def test_providers_command_reports_a_provider_that_does_not_start(fake_cuda, capsys):
