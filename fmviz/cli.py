@@ -125,6 +125,12 @@ selection_options = _compose(
         "tensorrt, rocm, migraphx, coreml, dml, openvino, qnn, or a full onnxruntime name.",
     ),
     click.option("--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads."),
+    click.option(
+        "--tf32",
+        is_flag=True,
+        help="On CUDA, let convolutions use TensorFloat-32: faster, but about 1e-2 relative "
+        "error on deep layers (default off: maps match the CPU's to about 1e-5).",
+    ),
 )
 
 def _max_memory(ctx, param, value):
@@ -204,8 +210,10 @@ def _input_options(kwargs: dict):
     )
 
 
-def _open_model(path: str, providers=(), threads=None, max_memory=None, expose_if=False):
+def _open_model(path: str, providers=(), threads=None, max_memory=None, expose_if=False,
+                tf32=False, conv_search=None):
     from .model import open_model
+    from .session import DEFAULT_CONV_SEARCH, ProviderSettings
 
     return open_model(
         path,
@@ -213,6 +221,7 @@ def _open_model(path: str, providers=(), threads=None, max_memory=None, expose_i
         threads=threads,
         max_memory=max_memory,
         expose_if=expose_if,
+        settings=ProviderSettings(tf32=tf32, conv_search=conv_search or DEFAULT_CONV_SEARCH),
     )
 
 
@@ -331,8 +340,8 @@ def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Print each manifest as one JSON line.")
 @click.option("--quiet", "-q", is_flag=True, help="No notices on stderr.")
 @debug_option
-def run(model, inputs, out, patterns, stage, expose_if, providers, threads, normalize, clip, cmap,
-        center, overlay_channel, max_channels, alpha, save_arrays, workers, max_memory, html,
+def run(model, inputs, out, patterns, stage, expose_if, providers, threads, tf32, normalize, clip,
+        cmap, center, overlay_channel, max_channels, alpha, save_arrays, workers, max_memory, html,
         as_json, quiet, debug, **kwargs) -> None:
     """Write feature-map pictures and a manifest for each INPUT.
 
@@ -372,7 +381,7 @@ def run(model, inputs, out, patterns, stage, expose_if, providers, threads, norm
             raise click.UsageError(f"{item}: no image, series or tensor files in this folder")
     if not paths:
         raise click.UsageError("no input paths were given (stdin was empty)")
-    opened = _open_model(model, providers, threads, max_memory, expose_if)
+    opened = _open_model(model, providers, threads, max_memory, expose_if, tf32=tf32)
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
     for folder, manifest in run_inputs(opened, paths, options, notify=notify):
         if as_json:
@@ -393,6 +402,43 @@ def _expand_stdin(inputs) -> list[str]:
         else:
             paths.append(item)
     return paths
+
+
+@cli.command("providers")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@debug_option
+def providers_command(as_json: bool, debug: bool) -> None:
+    """Show the onnxruntime build, its execution providers, and whether each GPU provider
+    really starts a session here (a tiny model is run on it); if not, why and how to fix it.
+
+    Exit status: 0 when every GPU provider listed starts (or there is none), 1 otherwise.
+
+    \b
+    Example:
+        fmviz providers
+        fmviz providers --json | jq '.checks[] | select(.starts | not) | .reason'
+    """
+    from .session import provider_report
+
+    report = provider_report()
+    if as_json:
+        click.echo(json.dumps(report, separators=(",", ":")))
+    else:
+        versions = ", ".join(f"{k.split('_')[0].upper()} {report[k]}"
+                             for k in ("cuda_version", "cudnn_version") if k in report)
+        click.echo(f"{report['package']} {report['onnxruntime']} ({report['device']}"
+                   f"{', built for ' + versions if versions else ''})")
+        click.echo(f"providers: {', '.join(report['available'])}")
+        click.echo(f"auto picks: {', '.join(report['auto'])}")
+        if not report["checks"]:
+            click.echo("no GPU provider in this build (pip install onnxruntime-gpu for CUDA)")
+        for check in report["checks"]:
+            if check["starts"]:
+                click.echo(f"  {check['short']}: starts ({check['seconds']:.2f} s)")
+            else:
+                click.echo(f"  {check['short']}: does not start: {check['reason']}")
+    if any(not check["starts"] for check in report["checks"]):
+        raise click.exceptions.Exit(EXIT_GATE)
 
 
 @cli.command("dead-filters")
@@ -423,14 +469,19 @@ def _expand_stdin(inputs) -> list[str]:
               "command run again resumes from it.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=64, show_default=True,
               metavar="N", help="Save the checkpoint every N inputs.")
+@click.option("--conv-search", type=click.Choice(["heuristic", "exhaustive", "default"]),
+              default="heuristic", show_default=True,
+              help="cuDNN convolution algorithm search on CUDA (MIOpen/MIGraphX tuning on AMD): "
+              "exhaustive times every algorithm once per input shape (about 1 s each), "
+              "which pays off only on long scans of one shape.")
 @click.option("--progress", is_flag=True, help="Show a progress bar even when stderr is no "
               "terminal.")
 @click.option("--quiet", "-q", is_flag=True, help="No summary, notices or progress.")
 @debug_option
-def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, eps, rare,
+def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, tf32, eps, rare,
                  batch_size, limit, workers, as_json, reports, fail_on_dead, fail_on_inactive,
-                 max_dead_fraction,
-                 strict, checkpoint, checkpoint_every, progress, quiet, debug, **kwargs) -> None:
+                 max_dead_fraction, strict, checkpoint, checkpoint_every, conv_search, progress,
+                 quiet, debug, **kwargs) -> None:
     """Find channels that never fire (dead), rarely fire, or never change over many INPUTs.
 
     INPUTs are files, folders (searched recursively for images, series and tensors) and '-'
@@ -456,7 +507,8 @@ def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, 
     )
     options.validate()
     paths = collect_inputs(inputs)  # a missing path is an error before anything runs
-    opened = _open_model(model, providers, threads, expose_if=expose_if)
+    opened = _open_model(model, providers, threads, expose_if=expose_if, tf32=tf32,
+                         conv_search=conv_search)
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
     from .reports.console import ScanProgress
 

@@ -19,6 +19,7 @@ from .inputs import (
 )
 from .probes import Probe, make_probes
 from .runner import Capture, Runner
+from .session import ProviderSettings
 
 
 class Model:
@@ -35,9 +36,10 @@ class Model:
         providers: Sequence[str] = ("auto",),
         threads: int | None = None,
         max_memory: int | str | None = None,
+        settings: ProviderSettings | None = None,
     ):
         self.graph = graph
-        self.runner = Runner(graph, providers, threads, max_memory)
+        self.runner = Runner(graph, providers, threads, max_memory, settings)
 
     # ------------------------------------------------------------------ what is in it
     @property
@@ -189,16 +191,20 @@ def open_model(
     threads: int | None = None,
     max_memory: int | str | None = None,
     expose_if: bool = False,
+    settings: ProviderSettings | None = None,
 ) -> Model:
     """Load an ONNX model safely; onnxruntime starts only when something is captured.
 
     ``max_memory`` (bytes, or a SIZE such as ``"4G"``) bounds the captured maps of one pass;
     default a quarter of physical memory. ``expose_if`` makes convolutions inside ``If``
-    branches capturable (threaded out as extra ``If`` outputs).
+    branches capturable (threaded out as extra ``If`` outputs). ``settings`` are the GPU
+    provider knobs (TF32, cuDNN algorithm search, TensorRT cache; see
+    :class:`fmviz.session.ProviderSettings`).
     """
     return Model(
         load_model(path, expose_if=expose_if),
         providers=providers,
         threads=threads,
         max_memory=max_memory,
+        settings=settings,
     )

@@ -27,7 +27,15 @@ from .graph.shapes import infer_concrete_shapes
 from .inputs import InputOptions, PreparedInput, build_feeds
 from .memory import MemoryPlan, default_max_memory, guess_bytes, parse_size, plan_passes
 from .probes import Probe
-from .session import Session, describe_error, is_onnxruntime_error, open_session, resolve_providers
+from .session import (
+    ProviderSettings,
+    Session,
+    describe_error,
+    is_onnxruntime_error,
+    open_session,
+    required_providers,
+    resolve_providers,
+)
 
 _FEED_CACHE = 16  # extra-input feeds kept per batch shape (a scan sees few shapes)
 
@@ -45,6 +53,7 @@ class Capture:
     maps: Mapping[int, np.ndarray]
     providers: tuple[str, ...]
     feeds: Mapping[str, dict] = field(default_factory=dict)  # the other inputs, as recorded
+    provider_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     notices: tuple[str, ...] = ()
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     pass_index: int = 0
@@ -80,15 +89,21 @@ class Runner:
         providers: Sequence[str] = ("auto",),
         threads: int | None = None,
         max_memory: int | str | None = None,
+        settings: ProviderSettings | None = None,
     ):
         self.graph = graph
         self.requested_providers = tuple(providers) or ("auto",)
+        self.settings = settings or ProviderSettings()
+        self.settings.validate()
         self.threads = threads
         self.max_memory = parse_size(max_memory) if max_memory is not None else None
         self._providers: list[str] | None = None
         self._sessions: OrderedDict[Hashable, Session] = OrderedDict()
         self._feeds: OrderedDict[tuple, tuple[dict, dict, list[str]]] = OrderedDict()
         self._shape_cache: dict[tuple, dict] = {}
+        # notices from opening sessions (a GPU that did not start): pending, and all given
+        self._notices: list[str] = []
+        self._noticed: set[str] = set()
 
     # ------------------------------------------------------------------ sessions
     @property
@@ -119,12 +134,23 @@ class Runner:
             built = build()
             data, info = built if isinstance(built, tuple) else (built, None)
             session = open_session(data, self.providers, self.threads,
-                                   source=str(self.graph.path))
+                                   source=str(self.graph.path), settings=self.settings,
+                                   required=required_providers(self.requested_providers))
             session.info = info
+            for message in session.notices:
+                if message not in self._noticed:
+                    self._noticed.add(message)
+                    self._notices.append(message)
             if keep == 0:
                 return session
         self._sessions[key] = session  # most recently used last
         return session
+
+    def take_notices(self) -> list[str]:
+        """Notices from opening sessions since the last call (e.g. ``auto`` fell back to the
+        CPU because CUDA did not start, and why); each is given once."""
+        notices, self._notices = self._notices, []
+        return notices
 
     def exposing(self, tensors: Sequence[str]) -> Session:
         """A session that returns ``tensors`` as extra outputs."""
@@ -264,12 +290,15 @@ class Runner:
                 # goes with the pass
                 outputs = {name: np.array(value) for name, value in outputs.items()}
             done = time.perf_counter()
+            if number == 0:
+                notices += self.take_notices()
             yield Capture(
                 input=prepared,
                 probes=tuple(group),
                 maps=_frozen({p.index: outputs[p.tensor] for p in group}),
                 providers=tuple(session.providers),
                 feeds=_frozen(record),
+                provider_options=_frozen(session.provider_options),
                 notices=tuple(notices) if number == 0 else (),
                 timings_ms=_frozen({
                     "prepare": (opened - started) * 1000 if number == 0 else 0.0,

@@ -135,6 +135,7 @@ class ScanResult:
     total: int  # inputs in the (limited) list
     resumed_from: int = 0  # inputs taken from a checkpoint
     notices: list[str] = field(default_factory=list)
+    provider_options: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def stage(self) -> str:
@@ -199,6 +200,7 @@ class Scanner:
         self._outputs: dict[str, ReducedOutputs] | None = None
         self._names: list[str] = []
         self._providers: list[str] | None = None
+        self._provider_options: dict[str, dict[str, str]] = {}
 
     @property
     def providers(self) -> list[str]:
@@ -325,6 +327,8 @@ class Scanner:
             total=total,
             resumed_from=resumed_from,
             notices=list(self.notices),
+            provider_options=self._provider_options or {
+                name: self.model.runner.settings.options(name) for name in self.providers},
         )
 
     # ------------------------------------------------------------------ batches
@@ -375,6 +379,9 @@ class Scanner:
             self._outputs = {o.tensor: o for o in session.info}
             self._names = [name for o in session.info for name in o.names()]
         self._providers = list(session.providers)
+        self._provider_options = dict(session.provider_options)
+        for message in runner.take_notices():  # e.g. CUDA did not start, running on the CPU
+            self.notice(message)
         return session
 
     def _feeds(self, batch: np.ndarray) -> dict[str, np.ndarray]:

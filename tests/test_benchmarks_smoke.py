@@ -54,3 +54,27 @@ def test_quick_benchmark_writes_the_table(tmp_path):
         import pytest
 
         pytest.xfail("benchmarks/floor.py draws the v1 pictures (issue 13 changed fmviz's)")
+
+
+def test_gpu_benchmark_dry_run_on_the_cpu(tmp_path):
+    """benchmarks/gpu.py with the CPU as the provider under test: its sections run, the maps
+    of the CPU agree with themselves exactly, and the table and details are written."""
+    out = tmp_path / "RESULTS-gpu.md"
+    details = tmp_path / "details"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--provider", "cpu", "--quick",
+         "--only", "env,agreement,first-run", "--out", str(out), "--details", str(details),
+         "--work", str(tmp_path / "work")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SUMMARY: provider CPUExecutionProvider" in done.stdout
+    text = out.read_text()
+    assert text.startswith("# GPU results (benchmarks/gpu.py)")
+    rows = [line for line in text.splitlines() if line.startswith("| digits_cnn ")]
+    assert rows and "0.00e+00" in rows[0]
+    results = json.loads((details / "results.json").read_text())
+    first = results["sections"]["first-run"]
+    assert {"heuristic", "exhaustive", "default"} <= set(first)
+    assert all(first[k]["session_s"] > 0 for k in ("heuristic", "exhaustive", "default"))
+    assert (details / "gpu-details.tar.gz").stat().st_size > 0

@@ -87,6 +87,7 @@ def build_report(model_json: dict, result, rare: float) -> dict:
         "fmviz": __version__,
         "model": model_json,
         "providers": list(result.providers),
+        "provider_options": {k: dict(v) for k, v in result.provider_options.items()},
         "stage": result.stage,
         "eps": result.eps,
         "rare": rare,

@@ -59,6 +59,7 @@ def run_manifest(
             "feeds": dict(capture.feeds),
         },
         "providers": list(capture.providers),
+        "provider_options": {k: dict(v) for k, v in capture.provider_options.items()},
         "stage": capture.stage,
         "render": render.to_json(),
         "layers": layers,
