@@ -14,9 +14,11 @@ is skipped and says so):
 - ``first-run``: session creation, first and steady inference of the exposed detector with
   cuDNN's HEURISTIC, EXHAUSTIVE and DEFAULT algorithm search (one process each).
 - ``capture``: inference with every ``post`` map exposed / the plain model, batch 1 and 16,
-  MobileNetV2- and ResNet-50-like, one process per variant; on CUDA also exposed without
-  IOBinding (onnxruntime's plain ``run``), to show what binding saves.
-- ``run``: ``fmviz run`` end to end on the detector, ``--provider`` vs ``cpu`` (wall time).
+  MobileNetV2- and ResNet-50-like, one process per variant; also the scan's per-channel
+  reductions in place of the maps (what stays on the device when nothing crosses the bus).
+- ``run``: ``fmviz run`` end to end on the detector, ``--provider`` vs ``cpu`` (wall time, and
+  the manifest's split), beside a bare onnxruntime process (import, session, one inference of
+  the exposed model): the floor a one-picture run on that provider cannot go below.
 - ``scan``: ``fmviz dead-filters`` over 320 crops (MobileNetV2-like, batch 16), heuristic and
   exhaustive algorithm search, vs ``benchmarks/plain_loop.py`` on the same provider.
 
@@ -115,17 +117,19 @@ def child_capture(spec: dict) -> dict:
     feeds = _random_feed(model, spec["batch"], spec.get("size"))
     if spec["variant"] == "plain":
         data = model.graph.proto.SerializeToString()
+    elif spec["variant"] == "reductions":  # the scan's statistics, reduced next to each map
+        from fmviz.graph.reductions import Target, reduction_model
+
+        data, _ = reduction_model(model.graph, [
+            Target(p.tensor, non_negative=p.non_negative) for p in model.probes()], 1e-6)
     else:
         data = expose(model.graph, tensors)
     session = open_session(data, model.providers, settings=_settings(spec))
-    names = session.outputs if spec["variant"] == "plain" else tensors
-    if spec["variant"] == "exposed-nobind":
-        session.binding = None
+    names = tensors if spec["variant"] == "exposed" else session.outputs
     for _ in range(3):
         session.run(feeds, names)
     per_run = _timed_runs(lambda: session.run(feeds, names))
-    return {"seconds": per_run, "providers": session.providers, "binding": session.binding,
-            "maps": len(tensors)}
+    return {"seconds": per_run, "providers": session.providers, "maps": len(tensors)}
 
 
 def child_first_run(spec: dict) -> dict:
@@ -374,9 +378,7 @@ class Bench:
 
     # ------------------------------------------------------------------ capture
     def capture(self) -> dict:
-        variants = ["plain", "exposed"]
-        if self.full == "CUDAExecutionProvider":
-            variants.append("exposed-nobind")
+        variants = ["plain", "exposed", "reductions"]
         out: dict = {}
         for name in ("mobilenet_v2", "resnet50"):
             path, size = self.models[name]
@@ -402,24 +404,41 @@ class Bench:
     def run(self) -> dict:
         path, _ = self.models["detector"]
         reps = 1 if self.quick else 3
-        times: dict[str, list[float]] = {self.provider: [], "cpu": []}
+        times: dict[str, list[float]] = {self.provider: [], "cpu": [], "floor": []}
         codes = {}
+        split: dict[str, dict] = {}
+        floor = [sys.executable, "-c", (
+            "import sys, numpy as np, onnxruntime as ort\n"
+            "from fmviz.graph import load_model\nfrom fmviz.graph.edits import expose\n"
+            "g = load_model(sys.argv[1])\n"
+            "s = ort.InferenceSession(expose(g, [l.post_tensor for l in g.layers]), "
+            "providers=[sys.argv[2], 'CPUExecutionProvider'])\n"
+            "shape = [d if isinstance(d, int) else 1 for d in g.inputs[0].shape]\n"
+            "s.run(None, {g.inputs[0].name: np.zeros(shape, np.float32)})\n"),
+            path, self.full]
         for r in range(reps + 1):  # the first round warms the file cache, not counted
-            order = [self.provider, "cpu"] if r % 2 == 0 else ["cpu", self.provider]
+            order = [self.provider, "cpu", "floor"] if r % 2 == 0 else [
+                "floor", "cpu", self.provider]
             for provider in order:
                 with tempfile.TemporaryDirectory(dir=self.work) as out:
-                    seconds, code, output = timed_process(
-                        [sys.executable, "-m", "fmviz", "run", path, self.picture, "-o", out,
-                         "--provider", provider, "--quiet"], timeout=min(120, self.left()))
+                    command = floor if provider == "floor" else [
+                        sys.executable, "-m", "fmviz", "run", path, self.picture, "-o", out,
+                        "--provider", provider, "--quiet"]
+                    seconds, code, output = timed_process(command,
+                                                          timeout=min(120, self.left()))
+                    manifest = next(Path(out).glob("*/manifest.json"), None)
+                    if manifest is not None:
+                        split[provider] = json.loads(manifest.read_text()).get("timings_ms")
                 codes[provider] = code
                 if code != 0:
-                    log(f"  fmviz run --provider {provider}: exit {code}: {output[-300:]}")
+                    log(f"  {provider}: exit {code}: {output[-300:]}")
                 if r > 0:
                     times[provider].append(seconds)
         med = {k: statistics.median(v) if v else None for k, v in times.items()}
         log(f"  fmviz run detector: {self.provider} {med[self.provider]:.2f} s, "
-            f"cpu {med['cpu']:.2f} s")
-        return {"median_s": med, "times": times, "exit": codes}
+            f"cpu {med['cpu']:.2f} s; bare onnxruntime on {self.provider} {med['floor']:.2f} s; "
+            f"split {split}")
+        return {"median_s": med, "times": times, "exit": codes, "timings_ms": split}
 
     # ------------------------------------------------------------------ scan
     def scan(self) -> dict:
@@ -434,6 +453,7 @@ class Bench:
         }
         commands["dead-filters-exhaustive"] = [*commands["dead-filters"], "--conv-search",
                                                "exhaustive"]
+        commands["dead-filters-default"] = [*commands["dead-filters"], "--conv-search", "default"]
         times: dict[str, list[float]] = {k: [] for k in commands}
         for r in range(reps):
             names = list(commands)
@@ -447,9 +467,11 @@ class Bench:
         med = {k: statistics.median(v) for k, v in times.items()}
         result = {"inputs": count, "median_s": med, "times": times,
                   "ratio": med["dead-filters"] / med["plain"],
-                  "ratio_exhaustive": med["dead-filters-exhaustive"] / med["plain"]}
+                  "ratio_exhaustive": med["dead-filters-exhaustive"] / med["plain"],
+                  "ratio_default": med["dead-filters-default"] / med["plain"]}
         log(f"  dead-filters {count} crops: {med['dead-filters']:.2f} s (exhaustive "
-            f"{med['dead-filters-exhaustive']:.2f} s), plain loop {med['plain']:.2f} s: "
+            f"{med['dead-filters-exhaustive']:.2f} s, default "
+            f"{med['dead-filters-default']:.2f} s), plain loop {med['plain']:.2f} s: "
             f"{result['ratio']:.2f}x")
         return result
 
@@ -528,7 +550,8 @@ def markdown(results: dict) -> str:
     capture = sections.get("capture", {})
     if capture and "skipped" not in capture and "error" not in capture:
         lines += ["## Capture overhead (every post map exposed / plain model)", "",
-                  "| model, batch | plain | exposed (fmviz) | exposed without IOBinding |",
+                  "| model, batch | plain | every map exposed (fmviz run) | per-channel "
+                  "reductions only (the scan) |",
                   "|---|---|---|---|"]
         for key, row in capture.items():
             if not isinstance(row, dict) or "plain" not in row:
@@ -536,20 +559,25 @@ def markdown(results: dict) -> str:
             plain = row["plain"].get("seconds")
             lines.append(f"| {key} | {_f(plain * 1000 if plain else None)} ms | "
                          f"{_f(row.get('exposed_ratio'), suffix='x')} | "
-                         f"{_f(row.get('exposed-nobind_ratio'), suffix='x')} |")
+                         f"{_f(row.get('reductions_ratio'), suffix='x')} |")
         lines += ["", "Targets (issue 15, on CUDA): <= 1.5x at batch 1, <= 3x at batch 16.", ""]
     run = sections.get("run", {})
     if run and "median_s" in run:
         med = run["median_s"]
         lines += ["## `fmviz run` on the detector, every layer (wall time, median)", "",
                   f"- {provider}: {_f(med.get(provider.lower()) or med.get(_short(provider)))} s;"
-                  f" cpu: {_f(med.get('cpu'))} s (exit codes {run.get('exit')})", ""]
+                  f" cpu: {_f(med.get('cpu'))} s (exit codes {run.get('exit')})",
+                  f"- bare onnxruntime on {provider} (import, session, one inference of the "
+                  f"exposed detector, nothing drawn): {_f(med.get('floor'))} s",
+                  f"- manifest split (ms): {json.dumps(run.get('timings_ms'))}", ""]
     scan = sections.get("scan", {})
     if scan and "median_s" in scan:
         med = scan["median_s"]
         lines += [f"## `dead-filters` over {scan['inputs']} crops vs the plain loop", "",
                   f"- dead-filters {med['dead-filters']:.2f} s (heuristic), "
-                  f"{med['dead-filters-exhaustive']:.2f} s (`--conv-search exhaustive`); plain "
+                  f"{med['dead-filters-exhaustive']:.2f} s (`--conv-search exhaustive`), "
+                  f"{med.get('dead-filters-default', float('nan')):.2f} s (`--conv-search "
+                  f"default`); plain "
                   f"loop {med['plain']:.2f} s: **{scan['ratio']:.2f}x** "
                   f"({scan['ratio_exhaustive']:.2f}x exhaustive). Target on CUDA: <= 1.1x. "
                   "The plain loop runs the unmodified model with onnxruntime's default "

@@ -470,7 +470,7 @@ def providers_command(as_json: bool, debug: bool) -> None:
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=64, show_default=True,
               metavar="N", help="Save the checkpoint every N inputs.")
 @click.option("--conv-search", type=click.Choice(["heuristic", "exhaustive", "default"]),
-              default="heuristic", show_default=True,
+              default="heuristic", show_default=True,  # session.SCAN_CONV_SEARCH
               help="cuDNN convolution algorithm search on CUDA (MIOpen/MIGraphX tuning on AMD): "
               "exhaustive times every algorithm once per input shape (about 1 s each), "
               "which pays off only on long scans of one shape.")

@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,13 @@ def available_providers() -> list[str]:
 
 CONV_SEARCHES = ("heuristic", "exhaustive", "default")
 # cuDNN's convolution algorithm search: HEURISTIC asks cuDNN's heuristics (no timing), EXHAUSTIVE
-# times every algorithm on the first inference of each input shape (about 1 s on a 640x640
-# detector), DEFAULT takes cuDNN's default algorithm. ``run`` does one inference per input and
-# scans see many shapes: HEURISTIC for both unless asked (``benchmarks/gpu.py`` measures it).
-DEFAULT_CONV_SEARCH = "heuristic"
+# times every algorithm on the first inference of each input shape, DEFAULT takes cuDNN's
+# implicit-GEMM algorithm without asking. Measured on an H200 with the 640x640 detector
+# (benchmarks/RESULTS-gpu.md): session + first inference 0.70 s DEFAULT, 1.10 s HEURISTIC,
+# 1.62 s EXHAUSTIVE; steady 52, 55 and 44 ms. ``run`` does one inference per input: DEFAULT.
+# Scans: SCAN_CONV_SEARCH, measured over 320 crops by the same script.
+DEFAULT_CONV_SEARCH = "default"
+SCAN_CONV_SEARCH = "heuristic"
 
 
 def user_cache_dir() -> Path:
@@ -180,30 +183,13 @@ class Session:
     info: Any = None  # what the edit that made the model says about it (e.g. output names)
     provider_options: dict[str, dict[str, str]] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)  # e.g. auto fell back to the CPU
-    # On CUDA, "cuda": the outputs are bound to device memory and copied to the host once,
-    # after the run (see ``_run_bound``); None on the CPU, where there is no copy to save.
-    binding: str | None = None
 
     def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict:
+        # onnxruntime's own run, also on CUDA: IOBinding with device-allocated outputs copied
+        # to the host after the run measured 1.1x to 5.5x slower on an H200 (every map still
+        # crosses the bus; see benchmarks/RESULTS-gpu.md and NOTES.md)
         names = list(outputs) if outputs is not None else self.outputs
-        if self.binding:
-            return self._run_bound(feeds, names)
         values = self.inner.run(names, feeds)
-        return dict(zip(names, values, strict=True))
-
-    def _run_bound(self, feeds: Mapping[str, np.ndarray], names: list[str]) -> dict:
-        """One run with IOBinding: inputs copied to the device once, every output left in
-        device memory allocated by onnxruntime, then all copied to the host in one call
-        (``run`` copies each output as its kernel finishes, interleaved with compute)."""
-        binding = self.inner.io_binding()
-        for name, value in feeds.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(value))
-        for name in names:
-            binding.bind_output(name, self.binding, 0)
-        self.inner.run_with_iobinding(binding)
-        values = binding.copy_outputs_to_cpu()
-        binding.clear_binding_inputs()
-        binding.clear_binding_outputs()
         return dict(zip(names, values, strict=True))
 
 
@@ -299,7 +285,6 @@ def open_session(
         providers=got,
         provider_options={name: chosen.get(name, {}) for name in got},
         notices=notices,
-        binding="cuda" if got and got[0] == "CUDAExecutionProvider" else None,
     )
 
 

@@ -19,7 +19,6 @@ import pytest
 from fmviz import session as fsession
 from fmviz.cli import main
 from fmviz.errors import OptionError
-from fmviz.model import open_model
 from fmviz.session import ProviderSettings, open_session, tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,25 +249,6 @@ def test_a_missing_library_is_named_with_its_wheel(tmp_path):
         "nvidia-cufft-cu12"
 
 
-# ----------------------------------------------------------------------------- IOBinding
-
-
-def test_bound_outputs_equal_a_plain_run():
-    model = open_model(MODEL, providers=["cpu"])
-    tensors = [p.tensor for p in model.probes()]
-    from fmviz.graph.edits import expose
-
-    session = open_session(expose(model.graph, tensors), ["CPUExecutionProvider"])
-    assert session.binding is None  # the CPU keeps onnxruntime's plain path
-    feeds = {model.inputs[0].name: np.random.default_rng(0).random((2, 1, 32, 32), np.float32)}
-    plain = session.run(feeds, tensors)
-    session.binding = "cpu"  # the CUDA code path, with host memory as the device
-    bound = session.run(feeds, tensors)
-    assert list(bound) == tensors
-    for name in tensors:
-        np.testing.assert_array_equal(bound[name], plain[name])
-
-
 # ----------------------------------------------------------------------------- on a GPU
 
 
@@ -325,26 +305,6 @@ def test_gpu_maps_agree_with_the_cpu(model_name, picture, tmp_path, capsys):
         scale = max(float(np.abs(cpu).max()), 1e-12)
         worst = float(np.abs(arrays[short][tensor] - cpu).max()) / scale
         assert worst <= 1e-4, f"{tensor}: worst |diff| / max = {worst:.3g}"
-
-
-@pytest.mark.gpu
-@needs_gpu
-def test_gpu_bound_outputs_equal_a_plain_run():
-    if "CUDAExecutionProvider" not in REAL_PROVIDERS:
-        pytest.skip("IOBinding to device memory is used on CUDA only")
-    model = open_model(MODEL, providers=["cuda"])
-    tensors = [p.tensor for p in model.probes()]
-    from fmviz.graph.edits import expose
-
-    session = open_session(expose(model.graph, tensors), ["CUDAExecutionProvider"],
-                           required=["CUDAExecutionProvider"])
-    assert session.binding == "cuda"
-    feeds = {model.inputs[0].name: np.random.default_rng(0).random((4, 1, 32, 32), np.float32)}
-    bound = session.run(feeds, tensors)
-    session.binding = None
-    plain = session.run(feeds, tensors)
-    for name in tensors:
-        np.testing.assert_array_equal(bound[name], plain[name])
 
 
 @pytest.mark.gpu
