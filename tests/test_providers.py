@@ -56,7 +56,7 @@ def fake_cuda(monkeypatch):
 def test_cuda_options_are_exact_by_default_and_tf32_on_request():
     default = ProviderSettings().options("CUDAExecutionProvider")
     assert default["use_tf32"] == "0"
-    assert default["cudnn_conv_algo_search"] == "DEFAULT"  # one inference per input: cuDNN's own choice is fastest
+    assert default["cudnn_conv_algo_search"] == "DEFAULT"  # run: cuDNN's own algorithm
     fast = ProviderSettings(tf32=True, conv_search="exhaustive").options("CUDAExecutionProvider")
     assert fast["use_tf32"] == "1" and fast["cudnn_conv_algo_search"] == "EXHAUSTIVE"
     assert ProviderSettings().options("CPUExecutionProvider") == {}
