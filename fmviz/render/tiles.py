@@ -730,17 +730,29 @@ def label_tiles(tiles: Tiles) -> bool:
     need_w, need_h = right - left + 4, bottom - top + 3
     if layout.tile_width < 2 * need_w or layout.tile_height < 2 * need_h:
         return False
-    image = Image.fromarray(tiles.levels)
-    draw = ImageDraw.Draw(image)
-    draw.fontmode = "1"
+    levels = tiles.levels
     for k, channel in enumerate(layout.channels):
         x, y, _, _ = layout.box(k)
-        text = str(channel)
-        left, top, right, bottom = _text_size(draw, text)
-        draw.rectangle((x, y, x + right - left + 3, y + bottom - top + 2), fill=PANEL)
-        draw.text((x + 2 - left, y + 1 - top), text, fill=TEXT, font=_font())
-    tiles.levels[...] = np.asarray(image)
+        stamp = _label_stamp(str(channel))
+        levels[y : y + stamp.shape[0], x : x + stamp.shape[1]] = stamp
     return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_stamp(text: str) -> np.ndarray:
+    """A channel label as palette indices: ``text`` in TEXT on a PANEL box (1-px margins).
+
+    Drawn once per text and pasted with numpy: a layer has up to 256 labels, and drawing each
+    with Pillow (which holds the GIL) would serialise the render threads."""
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    left, top, right, bottom = _text_size(probe, text)
+    image = Image.new("L", (right - left + 4, bottom - top + 3), PANEL)
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"
+    draw.text((2 - left, 1 - top), text, fill=TEXT, font=_font())
+    stamp = np.asarray(image).copy()
+    stamp.setflags(write=False)
+    return stamp
 
 
 STRIP_ROW = 32  # channel cells per strip row
