@@ -50,7 +50,7 @@ def save_checkpoint(path: Path, header: dict, paths: Sequence[Path], done: int,
     for position, stats in enumerate(partial.stats):
         if stats is not None:
             arrays.update(stats.to_arrays(prefix=f"layer{position}_"))
-    atomic_write_with(path, lambda handle: np.savez(handle, **arrays))
+    atomic_write_with(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
 
 
 def _options_record(options: ScanOptions) -> dict:

@@ -60,7 +60,7 @@ class OptionError(FmvizError):
         self.detail = detail
         super().__init__(f"{option} {detail}" if option else detail)
 
-    def for_cli(self, flags: Mapping[str, str] | None = None) -> str:  # type: ignore[override]
+    def for_cli(self, flags: Mapping[str, str] | None = None) -> str:
         if not self.option:
             return self.detail
         flag = (flags or _FLAGS).get(self.option) or "--" + self.option.replace("_", "-")

@@ -101,7 +101,7 @@ def _windows_memory() -> int | None:  # pragma: no cover - Windows only
 
     status = MemoryStatus()
     status.length = ctypes.sizeof(MemoryStatus)
-    if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+    if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):  # type: ignore[attr-defined]
         return int(status.total)
     return None
 
@@ -156,7 +156,9 @@ def plan_passes(
     if total <= budget or len(probes) <= 1:
         groups = [list(probes)] if probes else []
     else:
-        groups, current, size = [], [], 0
+        groups = []
+        current: list[Probe] = []
+        size = 0
         for probe in probes:
             need = layer_bytes[probe.index]
             if current and size + need > budget // 3:

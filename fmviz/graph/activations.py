@@ -151,10 +151,10 @@ def _match_gated(
     """Recognise ``x * gate(x)`` (SiLU, hard-swish, Mish, GELU with Erf) starting at ``tensor``."""
     if len(users) != 2:
         return None
-    branches = [_branch_to_join(tensor, user, index) for user in users]
-    if any(b is None for b in branches):
+    first, second = (_branch_to_join(tensor, user, index) for user in users)
+    if first is None or second is None:
         return None
-    (ops_a, join_a), (ops_b, join_b) = branches
+    (ops_a, join_a), (ops_b, join_b) = first, second
     if join_a is not join_b or join_a.op_type != "Mul":
         return None
     # one branch is x itself (possibly scaled, e.g. x * 0.5 in GELU), the other the gate

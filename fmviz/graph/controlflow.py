@@ -115,6 +115,7 @@ def _collect(graph: onnx.GraphProto, names: NameAllocator, opset: int) -> list[T
 def _conv_facts(node: onnx.NodeProto, index: GraphIndex) -> tuple[int | None, int, tuple | None]:
     """Output channels, element type and kernel of a convolution inside a branch."""
     channels, kernel = conv_channels_and_kernel(node, index)
+    elem_type: int
     if node.op_type == "ConvInteger":
         elem_type = TensorProto.INT32
     elif node.op_type == "QLinearConv":

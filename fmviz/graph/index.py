@@ -191,7 +191,7 @@ class GraphIndex:
             or any(attr_graphs(a) for a in node.attribute)
         ):
             return None
-        values = []
+        values: list[np.ndarray | None] = []
         for item in node.input:
             if not item:
                 values.append(None)
@@ -231,11 +231,10 @@ def _run_node(
         )
         imports = [helper.make_opsetid("", opset)] if opset else None
         evaluator = ReferenceEvaluator(helper.make_model(graph, opset_imports=imports))
-        results = evaluator.run(None, feeds)
+        results = list(evaluator.run(None, feeds))
     except Exception:  # an op or attribute the reference cannot run: simply not folded
         return None
     position = list(node.output).index(wanted)
     kept = [o for o in outputs if o]
-    index = kept.index(outputs[position])
-    result = np.asarray(results[index])
+    result = np.asarray(results[kept.index(outputs[position])])
     return result if result.size <= _FOLD_LIMIT else None

@@ -152,7 +152,7 @@ def reduction_model(
         numpy_helper.from_array(np.array([0, 0, 1], dtype=np.int64), f"{prefix}/shape3_1"),
         numpy_helper.from_array(np.array(2, dtype=np.int64), f"{prefix}/two"),
     ]
-    eps_names = {}  # elem type -> name of the eps constant, added when first needed
+    eps_names: dict[int, str] = {}  # elem type -> name of the eps constant, added when needed
 
     def eps_constant(elem: int) -> str:
         if elem not in eps_names:

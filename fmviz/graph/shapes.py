@@ -101,7 +101,7 @@ def infer_shapes(proto: onnx.ModelProto) -> ShapeInfo:
 def shape_of(type_proto: onnx.TypeProto) -> Shape | None:
     if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
         return None
-    dims = []
+    dims: list[int | str | None] = []
     for dim in type_proto.tensor_type.shape.dim:
         if dim.HasField("dim_value"):
             dims.append(int(dim.dim_value))

@@ -22,6 +22,7 @@ import math
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +123,7 @@ def _static(dim) -> bool:
     return isinstance(dim, int) and dim > 0
 
 
-def _axes(target: ModelInput, layout: str) -> tuple[object, object]:
+def _axes(target: ModelInput, layout: str) -> tuple[Any, Any]:
     """(channel dim, length dim) of the model input as declared (None for rank 2's channel)."""
     shape = target.shape or (None, None, None)
     if layout == "NL":
@@ -194,12 +195,12 @@ def fit_series(
     out: dict = {
         "layout": layout,
         "channels_used": used,
-        "original_length": int(record.get("frames", original)),
+        "original_length": int(record.get("frames") or original),
         "length_rule": rule,
     }
     if names is not None:
         out["channel_names"] = [names[i] for i in used]
-    total = int(record.get("frames", original))  # WAV reads may stop early at the model's length
+    total = int(record.get("frames") or original)  # WAV reads may stop early at the model's length
     if options.length is not None and rule == "model":
         notices.append(
             f"{path}: --length {options.length} ignored; input {target.name!r} has the static "
@@ -299,6 +300,7 @@ def read_table(path: Path, delimiter: str = ",") -> tuple[np.ndarray, dict]:
         values = None
     if values is None or not np.isfinite(values).all():
         _raise_bad_cell(path, rows, lines)
+    assert values is not None  # _raise_bad_cell always raises
     record = {
         "format": "tsv" if delimiter == "\t" else "csv",
         "delimiter": delimiter,
@@ -399,7 +401,7 @@ def read_wav(path: Path, max_frames: int | None = None) -> tuple[np.ndarray, dic
             position = body + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
         if fmt is None:
             raise InputError(f"{path}: no 'fmt ' chunk before the samples; not a valid WAV file")
-        if data_offset is None:
+        if data_offset is None or data_size is None:
             raise InputError(f"{path}: no 'data' chunk; the WAV file holds no samples")
         info = _parse_fmt(fmt, path)
         frame_bytes = info["block_align"]

@@ -94,7 +94,7 @@ def render_layer(
         grid = tiles.strip_tiles(maps, centred, options.clip)
         normalize = "layer"
         view = {"view": "strip", "strip_origin": list(tiles.STRIP_ORIGIN)}
-        channels = list(range(maps.shape[0]))
+        channels = np.arange(maps.shape[0])
     else:
         normalize = options.normalize
         channels = tiles.strongest_channels(maps, options.max_channels)

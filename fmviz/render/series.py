@@ -409,6 +409,7 @@ def series_image(
     # the lanes
     lane_ranges = []
     for k in lanes:
+        assert signal is not None  # lanes exist only for a signal
         top = lanes_top + k * (lane_height + 2)
         x = signal[k]
         finite = np.isfinite(x)
@@ -474,7 +475,7 @@ def series_image(
     bar_bottom = bar_top + bar_h - 1
     if normalize == "layer":
         lo, hi = (float(v) for v in ranges[0])
-        labels = [(bar_top, f"{hi:.3g}"), (bar_bottom, f"{lo:.3g}")]
+        labels: list[tuple[float, str]] = [(bar_top, f"{hi:.3g}"), (bar_bottom, f"{lo:.3g}")]
         if centred:
             labels.append(((bar_top + bar_bottom) / 2, "0"))
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape as _markup_escape
 from rich.table import Table
@@ -127,8 +129,8 @@ class ScanProgress:
     def __init__(self, enabled: bool, description: str = "scanning"):
         self.enabled = enabled
         self.description = description
-        self._progress = None
-        self._task = None
+        self._progress: Any = None  # a rich Progress while enabled
+        self._task: Any = None
 
     def __enter__(self) -> ScanProgress:
         if self.enabled:
