@@ -216,7 +216,8 @@ class Runner:
                 return None
             dims = [d if isinstance(d, int) else bound.get(d) if isinstance(d, str) else None
                     for d in shape]
-            return None if any(d is None or d < 0 for d in dims) else tuple(dims)
+            known = [d for d in dims if d is not None and d >= 0]
+            return tuple(known) if len(known) == len(dims) else None
 
         sizes: dict[int, int] = {}
         guessed: list[int] = []
@@ -277,12 +278,11 @@ class Runner:
             else:
                 mine = set(tensors)
                 pinned = tuple(t for t in dict.fromkeys(chosen) if t not in mine)
-                session = self.session(
-                    ("pin", tuple(tensors), pinned),
-                    lambda tensors=tensors, pinned=pinned: pin(
-                        self.graph, tensors, pinned, self.graph.shape_info.elem_types),
-                    keep=self._pass_sessions_kept(),
-                )
+                def build(tensors: list[str] = tensors, pinned: tuple[str, ...] = pinned) -> bytes:
+                    return pin(self.graph, tensors, pinned, self.graph.shape_info.elem_types)
+
+                session = self.session(("pin", tuple(tensors), pinned), build,
+                                       keep=self._pass_sessions_kept())
             ran = time.perf_counter()
             outputs = self.run(session, feeds, tensors, source)
             if plan.passes > 1:

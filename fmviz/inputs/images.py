@@ -7,6 +7,7 @@ import re
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,14 +94,14 @@ def _open_picture(path: Path, handle, limit, max_pixels):
         raise InputError(f"{path}: cannot decode image ({exc})") from exc
     except Exception as exc:  # Pillow's decoders also raise struct.error, IndexError, ...
         raise InputError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-    record = {"format": image.format, "mode": image.mode, "size": [width, height]}
+    record: dict[str, Any] = {"format": image.format, "mode": image.mode, "size": [width, height]}
     if frames > 1:
         record["frames"] = frames
         record["frame"] = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Corrupt EXIF data" and the like
         orientation = _exif_orientation(image)
-        oriented = image
+        oriented: Image.Image = image
         if orientation not in (None, 1):  # exif_transpose copies even when nothing turns
             try:
                 oriented = ImageOps.exif_transpose(image)
@@ -193,7 +194,7 @@ def picture_pixels(
     if size is not None:
         from PIL import Image
 
-        image = image.resize(size, Image.BILINEAR)
+        image = image.resize(size, Image.Resampling.BILINEAR)
         record.update(resized_to=list(size), resample="bilinear", resample_on="8-bit")
     values = np.asarray(image)
     if values.ndim == 2:
@@ -214,7 +215,9 @@ def _resize(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if values.shape[1] == size[0] and values.shape[0] == size[1]:
         return values
     planes = [
-        np.asarray(Image.fromarray(values[..., c], mode="F").resize(size, Image.BILINEAR))
+        np.asarray(
+            Image.fromarray(values[..., c], mode="F").resize(size, Image.Resampling.BILINEAR)
+        )
         for c in range(values.shape[2])
     ]
     return np.stack(planes, axis=2)
@@ -374,7 +377,8 @@ def _check_fed_size(path: Path, target: ModelInput, layout: str, channels: int, 
     four bytes a value: 16-bit and float pictures pass through float32 planes)."""
     from .safe import check_bytes
 
-    batch = target.shape[0] if isinstance(target.shape[0], int) and target.shape[0] > 0 else 1
+    first = target.shape[0] if target.shape else None
+    batch = first if isinstance(first, int) and first > 0 else 1
     width, height = size
     shape = [batch, channels, height, width] if layout == "NCHW" else [
         batch, height, width, channels]
@@ -435,7 +439,7 @@ def _overlay_picture(picture):
         display = display.convert("RGB")
     if max(display.size) > OVERLAY_MAX_SIDE:
         display = display.copy()
-        display.thumbnail((OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE), Image.BILINEAR)
+        display.thumbnail((OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE), Image.Resampling.BILINEAR)
     return display
 
 

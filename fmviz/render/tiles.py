@@ -304,17 +304,17 @@ def value_ranges(
     if normalize == "layer":
         values = flat if all_finite else flat[fin]
         if values.size == 0:
-            lo = hi = 0.0
+            low = high = 0.0
         elif clip is None:
-            lo, hi = float(values.min()), float(values.max())
+            low, high = float(values.min()), float(values.max())
         else:
-            lo, hi = (
+            low, high = (
                 float(v) for v in np.percentile(values.astype(np.float64), [clip, 100 - clip])
             )
         if centred:
-            m = max(abs(lo), abs(hi))
-            lo, hi = 0.0 - m, m  # 0.0 - m: a zero range is (0, 0), not (-0, 0)
-        return np.tile(np.array([[lo, hi]], dtype=np.float64), (n, 1))
+            m = max(abs(low), abs(high))
+            low, high = 0.0 - m, m  # 0.0 - m: a zero range is (0, 0), not (-0, 0)
+        return np.tile(np.array([[low, high]], dtype=np.float64), (n, 1))
 
     if clip is None:
         if all_finite:
@@ -636,15 +636,15 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
     )  # 1-px frame
 
     top_y, bottom_y = bar_top, bar_bottom - 1
-    labels, captions = bar_labels(tiles, normalize)
+    texts, captions = bar_labels(tiles, normalize)
     if normalize == "layer":
-        positions = [top_y, bottom_y]
+        positions: list[float] = [top_y, bottom_y]
         if tiles.centred and lo < 0 < hi:
             positions.append(bar_top + (hi / (hi - lo)) * (bar_h - 1))
-        labels = list(zip(positions, labels, strict=False))
+        labels = list(zip(positions, texts, strict=False))
     else:
         mid_y = bar_top + (bar_h - 1) / 2
-        labels = list(zip([top_y, bottom_y, mid_y], labels, strict=False))
+        labels = list(zip([top_y, bottom_y, mid_y], texts, strict=False))
         first_y = height - margin + _BAR_BOTTOM_MARGIN / 2
         for row, caption in enumerate(captions):
             left, _, right, _ = draw.textbbox((0, 0), caption, font=font)
@@ -715,7 +715,8 @@ def _font():
 
 
 def _text_size(draw: ImageDraw.ImageDraw, text: str) -> tuple[int, int, int, int]:
-    return draw.textbbox((0, 0), text, font=_font())
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=_font())
+    return int(left), int(top), int(right), int(bottom)
 
 
 def label_tiles(tiles: Tiles) -> bool:

@@ -689,8 +689,8 @@ def scan_page_html(report: Mapping) -> str:
         "<th>healthy</th><th>share</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    sections = []
-    healthy_sections = []
+    sections: list[str] = []
+    healthy_sections: list[str] = []
     # layers with dead, inactive, constant or rare channels first; the healthy ones folded
     order = sorted(range(len(per_layer)), key=lambda p: (per_layer[p][2]["healthy"]
                                                          == len(per_layer[p][1]), p))
