@@ -75,6 +75,28 @@ def _frozen(mapping: Mapping) -> Mapping:
     return MappingProxyType(dict(mapping))
 
 
+def _rate_notices(prepared: PreparedInput, options: InputOptions) -> list[str]:
+    """A notice for each ``--feed NAME=NUMBER`` whose NAME reads like a sample rate and whose
+    number differs from the WAV's own rate (the model would be told the wrong rate)."""
+    rate = prepared.preprocess.get("sample_rate") if prepared.kind == "series" else None
+    if not rate:
+        return []
+    from .hints import looks_like_rate
+
+    found = []
+    for name, value in options.feeds:
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if looks_like_rate(name) and number != float(rate):
+            found.append(
+                f"{prepared.path}: sampled at {rate} Hz but --feed {name}={value} tells the "
+                f"model {number:g} Hz (resample the file, or feed {name}={rate})"
+            )
+    return found
+
+
 class Runner:
     """Runs one loaded model on onnxruntime for fmviz's edits of it.
 
@@ -264,7 +286,7 @@ class Runner:
         """
         started = time.perf_counter()
         feeds, record, notices = self.feeds(primary, prepared.array, options)
-        notices = [*prepared.notices, *notices]
+        notices = [*prepared.notices, *notices, *_rate_notices(prepared, options)]
         plan = self.plan(probes, feeds, max_memory)
         notices += plan.notices()
         source = str(prepared.path)
@@ -284,7 +306,10 @@ class Runner:
                     keep=self._pass_sessions_kept(),
                 )
             ran = time.perf_counter()
-            outputs = self.run(session, feeds, tensors, source)
+            try:
+                outputs = self.run(session, feeds, tensors, source)
+            except RejectedInput as exc:
+                raise self._with_hint(exc, prepared, primary, probes, options) from exc.__cause__
             if plan.passes > 1:
                 # onnxruntime's arrays keep its whole arena alive: copy them out, so that memory
                 # goes with the pass
@@ -309,6 +334,16 @@ class Runner:
                 passes=plan.passes,
             )
             started = time.perf_counter()
+
+    def _with_hint(self, exc: RejectedInput, prepared: PreparedInput, primary: ModelInput,
+                   probes: Sequence[Probe], options: InputOptions) -> RejectedInput:
+        """``exc`` with one line on what to try (``--length``, ``--size``), from the model."""
+        from .hints import rejection_hint
+        from .inputs import time_axis_of
+
+        hint = rejection_hint(self.graph, primary, probes, prepared.kind, str(exc),
+                              time_axis_of(primary, options.layout))
+        return RejectedInput(f"{exc}; {hint}") if hint else exc
 
     def _pass_sessions_kept(self) -> int:
         """Pass sessions to keep: onnxruntime holds the weights about twice (its copy and

@@ -1,0 +1,149 @@
+"""Issue 13 items 7-9 and the grid's labels: rejection hints, a WAV rate notice, imgsz
+metadata, the gallery's index/min/outputs, labels on greyscale grids, the empty-slot colour."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from fmviz.cli import main
+from tests import models
+
+
+def _out():
+    return helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, None, None])
+
+
+def _write_wav(path, samples: np.ndarray, rate: int) -> None:
+    data = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16) + b"data" + struct.pack("<I", len(data))
+    path.write_bytes(header + data)
+
+
+def _chunked_series_model(recurrent: bool) -> onnx.ModelProto:
+    """[1, 1, L] -> Reshape [1, 1, 512] -> Conv1d; or [1, 1, L] -> Conv1d -> LSTM taking 512
+    features (a model trained on 512-sample chunks)."""
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.standard_normal((1, 1, 1)).astype(np.float32), "conv.w")
+    conv = helper.make_node("Conv", ["r" if not recurrent else "input", "conv.w"], ["conv_out"],
+                            name="conv")
+    inits = [w]
+    nodes = []
+    if recurrent:
+        hidden = 4
+        inits += [numpy_helper.from_array(rng.standard_normal((1, 4 * hidden, 512))
+                                          .astype(np.float32), "W"),
+                  numpy_helper.from_array(rng.standard_normal((1, 4 * hidden, hidden))
+                                          .astype(np.float32), "R")]
+        nodes = [conv, helper.make_node("LSTM", ["conv_out", "W", "R"], ["out"],
+                                        hidden_size=hidden, name="lstm")]
+    else:
+        inits.append(numpy_helper.from_array(np.array([1, 1, 512], np.int64), "shape"))
+        nodes = [helper.make_node("Reshape", ["input", "shape"], ["r"], name="chunk"), conv,
+                 helper.make_node("Relu", ["conv_out"], ["out"], name="relu")]
+    return models.make_model(nodes, [models.tensor_input("input", [1, 1, "L"])],
+                             [_out()],
+                             inits)
+
+
+def test_rejected_series_suggests_the_chunk_length(tmp_path, capsys):
+    wav = tmp_path / "a.wav"
+    _write_wav(wav, np.sin(np.arange(1000) / 10), 16000)
+    for recurrent in (False, True):
+        path = models.save(_chunked_series_model(recurrent), tmp_path / f"m{recurrent}.onnx")
+        code = main(["run", str(path), str(wav), "-o", str(tmp_path / "out"), "-q"])
+        err = capsys.readouterr().err
+        assert code == 2
+        line = [x for x in err.splitlines() if x.startswith("Error:")][0]
+        assert "--length 512" in line, line
+        ok = main(["run", str(path), str(wav), "-o", str(tmp_path / "ok"), "-q",
+                   "--length", "512"])
+        capsys.readouterr()
+        assert ok == 0
+
+
+def _odd_size_model(metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """Two stride-2 branches that disagree on odd sizes (ceil vs floor) and are added."""
+    rng = np.random.default_rng(4)
+    a, ia = models.conv(rng, "a", "input", "a_out", 3, 4, stride=(2, 2))
+    b, ib = models.conv(rng, "b", "pooled", "b_out", 3, 4, kernel=(1, 1), pads=(0, 0, 0, 0))
+    nodes = [a, helper.make_node("MaxPool", ["input"], ["pooled"], kernel_shape=[2, 2],
+                                 strides=[2, 2], name="pool"), b,
+             helper.make_node("Add", ["a_out", "b_out"], ["out"], name="add")]
+    model = models.make_model(nodes, [models.tensor_input("input", [1, 3, "H", "W"])],
+                              [_out()],
+                              [*ia, *ib], check=False)
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    return model
+
+
+def test_rejected_dynamic_image_suggests_a_multiple_of_the_stride(tmp_path, capsys):
+    picture = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (33, 33, 3), np.uint8)).save(
+        picture)
+    for metadata, stride in ((None, 2), ({"stride": "32"}, 32)):
+        path = models.save(_odd_size_model(metadata), tmp_path / f"m{stride}.onnx")
+        code = main(["run", str(path), str(picture), "-o", str(tmp_path / "out"), "-q"])
+        err = capsys.readouterr().err
+        assert code == 2
+        line = [x for x in err.splitlines() if x.startswith("Error:")][0]
+        assert f"multiple of {stride}" in line and "--size" in line, line
+        size = f"{stride * 2}x{stride * 2}"
+        assert main(["run", str(path), str(picture), "-o", str(tmp_path / "ok"), "-q",
+                     "--size", size]) == 0
+        capsys.readouterr()
+
+
+def test_wav_rate_differing_from_a_fed_rate_is_a_notice(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    c, inits = models.conv(rng, "conv", "input", "conv_out", 1, 2, kernel=(3,), pads=(1, 1))
+    model = models.make_model(
+        [c, helper.make_node("Mul", ["conv_out", "sr"], ["out"], name="scale")],
+        [models.tensor_input("input", [1, 1, "L"]), models.tensor_input("sr", [1])],
+        [_out()], inits,
+        check=False)
+    path = models.save(model, tmp_path / "m.onnx")
+    wav = tmp_path / "a.wav"
+    _write_wav(wav, np.sin(np.arange(800) / 7), 8000)
+    assert main(["run", str(path), str(wav), "-o", str(tmp_path / "o1"),
+                 "--feed", "sr=16000"]) == 0
+    captured = capsys.readouterr()
+    assert "8000 Hz" in captured.err + captured.out and "sr=16000" in captured.err + captured.out
+    assert main(["run", str(path), str(wav), "-o", str(tmp_path / "o2"),
+                 "--feed", "sr=8000"]) == 0
+    captured = capsys.readouterr()
+    assert "Hz" not in captured.err + captured.out
+
+
+def test_imgsz_metadata_is_the_default_size_of_a_dynamic_model(tmp_path, capsys):
+    picture = tmp_path / "p.png"
+    Image.fromarray(np.zeros((50, 70, 3), np.uint8)).save(picture)
+    model = models.dynamic_hw()
+    model.metadata_props.add(key="imgsz", value="[40, 64]")  # [h, w]
+    path = models.save(model, tmp_path / "m.onnx")
+    assert main(["run", str(path), str(picture), "-o", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert "imgsz" in captured.err + captured.out
+    manifest = json.loads((tmp_path / "a" / "p" / "manifest.json").read_text())
+    assert manifest["input"]["preprocess"]["resized_to"] == [64, 40]
+    assert manifest["input"]["preprocess"]["resize_rule"] == "metadata"
+    assert manifest["layers"][0]["shape"][2:] == [20, 32]
+    # --size overrides the metadata
+    assert main(["run", str(path), str(picture), "-o", str(tmp_path / "b"), "-q",
+                 "--size", "32x32"]) == 0
+    manifest = json.loads((tmp_path / "b" / "p" / "manifest.json").read_text())
+    assert manifest["input"]["preprocess"]["resized_to"] == [32, 32]
+    # "640" alone is square
+    from fmviz.graph.load import parse_class_names, parse_imgsz
+
+    assert parse_imgsz("640") == (640, 640) and parse_imgsz("[320, 256]") == (256, 320)
+    assert parse_imgsz("nonsense") is None
+    assert parse_class_names("{0: 'person', 2: 'car'}") == ["person", "1", "car"]
+    assert parse_class_names('["a", "b"]') == ["a", "b"]
