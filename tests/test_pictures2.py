@@ -147,3 +147,53 @@ def test_imgsz_metadata_is_the_default_size_of_a_dynamic_model(tmp_path, capsys)
     assert parse_imgsz("nonsense") is None
     assert parse_class_names("{0: 'person', 2: 'car'}") == ["person", "1", "car"]
     assert parse_class_names('["a", "b"]') == ["a", "b"]
+
+
+# ----------------------------------------------------------------------------- grid labels
+
+
+def test_greyscale_grid_carries_channel_labels_only_inside_the_recorded_box(tmp_path):
+    from types import SimpleNamespace
+
+    from fmviz.render import tiles
+    from fmviz.render.layer import RenderOptions, render_layer
+
+    rng = np.random.default_rng(7)
+    maps = rng.random((1, 12, 30, 30)).astype(np.float32)
+    result = render_layer(maps, SimpleNamespace(activation=None, index=0, name="l"),
+                          SimpleNamespace(overlay_picture=lambda: None, signal=None,
+                                          preprocess={}),
+                          tmp_path, "l", RenderOptions(normalize="channel"))
+    layout = result["grid"]
+    bw, bh = layout["label_box"]
+    assert 0 < bw < layout["tile_width"] / 2 and 0 < bh < layout["tile_height"] / 2
+    grey = np.asarray(Image.open(tmp_path / result["files"]["grid"]).convert("RGB"))
+    scale, gap = layout["scale"], layout["gap"]
+    for k, channel in enumerate(layout["channels"]):
+        r, c = divmod(k, layout["cols"])
+        x, y = gap + c * (layout["tile_width"] + gap), gap + r * (layout["tile_height"] + gap)
+        tile = grey[y: y + layout["tile_height"], x: x + layout["tile_width"], 0].astype(int)
+        plane = maps[0, channel].astype(np.float64)
+        want = np.rint((plane - plane.min()) / (plane.max() - plane.min()) * 249)
+        want = np.rint(np.kron(want, np.ones((scale, scale))) * 255 / 249)
+        outside = np.ones(tile.shape, bool)
+        outside[:bh, :bw] = False
+        np.testing.assert_allclose(tile[outside], want[outside], atol=1)  # true values
+        box = tile[:bh, :bw]
+        # the label: black text on a white box, the channel's own number
+        stamp = tiles._label_stamp(str(channel))
+        assert stamp.shape[0] <= bh and stamp.shape[1] <= bw
+        expected = np.where(stamp == tiles.TEXT, 0, 255)
+        np.testing.assert_array_equal(box[: stamp.shape[0], : stamp.shape[1]], expected)
+
+
+def test_empty_slot_colour_is_quiet_and_far_from_the_default_palettes():
+    from fmviz.render import tiles
+
+    grey = np.repeat(tiles._GREY[:, None], 3, axis=1)
+    for lut in (grey, tiles.colormap_lut("magma"), tiles.colormap_lut("RdBu_r"),
+                tiles.colormap_lut("viridis")):
+        rgb = np.array(tiles.separator_colour(lut), dtype=float)
+        assert np.sqrt(((lut.astype(float) - rgb) ** 2).sum(axis=1)).min() >= 60
+        luminance = rgb @ [0.2126, 0.7152, 0.0722]
+        assert luminance < 100  # a dark, dull colour, not a loud bright one
