@@ -58,6 +58,8 @@ class Capture:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     pass_index: int = 0
     passes: int = 1
+    # the model's own outputs, fetched with the first pass (computed anyway, so nearly free)
+    outputs: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         """The map of the layer called ``name`` (or whose captured tensor is ``name``)."""
@@ -306,8 +308,10 @@ class Runner:
                     keep=self._pass_sessions_kept(),
                 )
             ran = time.perf_counter()
+            extra = [o.name for o in self.graph.proto.graph.output
+                     if number == 0 and o.name in session.outputs and o.name not in tensors]
             try:
-                outputs = self.run(session, feeds, tensors, source)
+                outputs = self.run(session, feeds, [*tensors, *extra], source)
             except RejectedInput as exc:
                 raise self._with_hint(exc, prepared, primary, probes, options) from exc.__cause__
             if plan.passes > 1:
@@ -332,6 +336,9 @@ class Runner:
                 }),
                 pass_index=number,
                 passes=plan.passes,
+                outputs=_frozen({name: outputs[name] for name in
+                                 [o.name for o in self.graph.proto.graph.output]
+                                 if name in outputs}),
             )
             started = time.perf_counter()
 

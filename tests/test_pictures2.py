@@ -197,3 +197,86 @@ def test_empty_slot_colour_is_quiet_and_far_from_the_default_palettes():
         assert np.sqrt(((lut.astype(float) - rgb) ** 2).sum(axis=1)).min() >= 60
         luminance = rgb @ [0.2126, 0.7152, 0.0722]
         assert luminance < 100  # a dark, dull colour, not a loud bright one
+
+
+# ----------------------------------------------------------------------------- the gallery
+
+
+def _class_model() -> onnx.ModelProto:
+    """conv_bn_relu with a [1, 4] class head (GlobalAveragePool -> Flatten) and class names."""
+    model = models.conv_bn_relu(batch=1, size=24)
+    last = model.graph.output[0].name
+    model.graph.node.extend([
+        helper.make_node("GlobalAveragePool", [last], ["pooled"], name="gap"),
+        helper.make_node("Flatten", ["pooled"], ["scores"], name="flat"),
+    ])
+    channels = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    model.graph.output.append(
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, channels]))
+    model.metadata_props.add(key="names", value=str({k: f"thing{k}" for k in range(channels)}))
+    return model
+
+
+def test_manifest_records_the_model_outputs_with_top_five_labels(tmp_path):
+    from onnx.reference import ReferenceEvaluator
+
+    from tests.test_gallery import run_html
+
+    model = _class_model()
+    folder, manifest = run_html(tmp_path, model)
+    scores = [o for o in manifest["outputs"] if o["name"] == "scores"][0]
+    assert scores["shape"][0] == 1
+    # the same input through the reference evaluator
+    from fmviz.model import open_model
+
+    prepared = open_model(tmp_path / "model.onnx").prepare(tmp_path / "pic.png")
+    want = ReferenceEvaluator(model).run(["scores"], {"input": prepared.array})[0][0]
+    order = np.argsort(-want, kind="stable")[:5]
+    assert [t["class"] for t in scores["top"]] == [int(k) for k in order]
+    assert [t["label"] for t in scores["top"]] == [f"thing{k}" for k in order]
+    np.testing.assert_allclose([t["value"] for t in scores["top"]], want[order], rtol=1e-4,
+                               atol=1e-5)
+    html = (folder / "index.html").read_text()
+    assert "Model outputs" in html and f"thing{order[0]}" in html
+    # the side index: one entry per layer with its picture and channel count
+    assert html.count('<nav class="index"') == 1
+    for pos, layer in enumerate(manifest["layers"]):
+        assert f'href="#layer-{pos}" data-pos="{pos}"' in html
+        assert f'{layer["channels"]} ch</span>' in html
+    assert 'data-key="min"' in html
+
+
+def test_gallery_index_stays_in_view_min_column_and_click_overlay(tmp_path):
+    from tests import browser
+    from tests.test_gallery import open_page, run_html
+
+    folder, manifest = run_html(tmp_path, models.conv_bn_relu(size=24))
+    with browser.launch() as chromium:
+        context = chromium.new_context(viewport={"width": 1280, "height": 700})
+        page = context.new_page()
+        watch = open_page(page, folder / "index.html")
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        top = page.evaluate("document.querySelector('nav.index').getBoundingClientRect().top")
+        assert 0 <= top < 5  # stuck to the top of the window after scrolling
+        section = page.locator("section.layer").first
+        details = section.locator("details.channels")
+        details.locator("summary").click()
+        mins = manifest["layers"][0]["channel_stats"]["min"]
+        cell = details.locator("tbody tr").first.locator("td").nth(2).inner_text()
+        assert float(cell) == float(f"{mins[0]:.4g}")
+        img = section.locator("img.map")
+        img.scroll_into_view_if_needed()
+        page.wait_for_function("document.querySelector('img.map').dataset.fitted")
+        box = img.bounding_box()
+        layout = manifest["layers"][0]["grid"]
+        scale = box["width"] / layout["cols"] / (layout["tile_width"] + layout["gap"])
+        img.click(position={"x": (layout["gap"] + layout["tile_width"] / 2) * scale,
+                            "y": (layout["gap"] + layout["tile_height"] / 2) * scale})
+        overlay = section.locator("canvas.zoom-overlay")
+        page.wait_for_function(
+            "document.querySelector('canvas.zoom-overlay').dataset.channel !== undefined")
+        assert overlay.is_visible()
+        assert overlay.get_attribute("data-channel") == str(layout["channels"][0])
+        assert "--overlay-channel" in section.locator(".overlay-note").inner_text()
+        assert watch.problems() == {}
+        context.close()
