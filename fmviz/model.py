@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,15 @@ class Model:
             raise ModelError(self._no_layers_reason())
         return select_layers(self.graph.layers, patterns, stage)
 
+    def input_options(self, options: InputOptions | None = None) -> InputOptions:
+        """``options`` with what the model's metadata says about its inputs (the ``imgsz``
+        of Ultralytics-style models: the default size of a dynamic input; --size wins)."""
+        options = options or InputOptions()
+        size = self.graph.metadata_size
+        if size is None or options.model_size is not None:
+            return options
+        return replace(options, model_size=size)
+
     def primary_input(self, options: InputOptions | None = None) -> ModelInput:
         """The input files are fed to (``options.input_name``, else the first float input)."""
         options = options or InputOptions()
@@ -130,7 +140,7 @@ class Model:
                 preprocess={"source_shape": list(source.shape), "source_dtype": str(source.dtype)},
             )
         else:
-            prepared = load_input(source, target, options)
+            prepared = load_input(source, target, self.input_options(options))
         if prepared.signal is None:  # a tensor fed to a 1-D model: its signal as a series
             axis = time_axis_of(target, options.layout)
             if axis is not None and prepared.array.ndim in (2, 3) and prepared.array.size:

@@ -58,6 +58,8 @@ class Capture:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     pass_index: int = 0
     passes: int = 1
+    # the model's own outputs, fetched with the first pass (computed anyway, so nearly free)
+    outputs: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         """The map of the layer called ``name`` (or whose captured tensor is ``name``)."""
@@ -73,6 +75,28 @@ class Capture:
 
 def _frozen(mapping: Mapping) -> Mapping:
     return MappingProxyType(dict(mapping))
+
+
+def _rate_notices(prepared: PreparedInput, options: InputOptions) -> list[str]:
+    """A notice for each ``--feed NAME=NUMBER`` whose NAME reads like a sample rate and whose
+    number differs from the WAV's own rate (the model would be told the wrong rate)."""
+    rate = prepared.preprocess.get("sample_rate") if prepared.kind == "series" else None
+    if not rate:
+        return []
+    from .hints import looks_like_rate
+
+    found = []
+    for name, value in options.feeds:
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if looks_like_rate(name) and number != float(rate):
+            found.append(
+                f"{prepared.path}: sampled at {rate} Hz but --feed {name}={value} tells the "
+                f"model {number:g} Hz (resample the file, or feed {name}={rate})"
+            )
+    return found
 
 
 class Runner:
@@ -265,7 +289,7 @@ class Runner:
         """
         started = time.perf_counter()
         feeds, record, notices = self.feeds(primary, prepared.array, options)
-        notices = [*prepared.notices, *notices]
+        notices = [*prepared.notices, *notices, *_rate_notices(prepared, options)]
         plan = self.plan(probes, feeds, max_memory)
         notices += plan.notices()
         source = str(prepared.path)
@@ -284,7 +308,12 @@ class Runner:
                 session = self.session(("pin", tuple(tensors), pinned), build,
                                        keep=self._pass_sessions_kept())
             ran = time.perf_counter()
-            outputs = self.run(session, feeds, tensors, source)
+            extra = [o.name for o in self.graph.proto.graph.output
+                     if number == 0 and o.name in session.outputs and o.name not in tensors]
+            try:
+                outputs = self.run(session, feeds, [*tensors, *extra], source)
+            except RejectedInput as exc:
+                raise self._with_hint(exc, prepared, primary, probes, options) from exc.__cause__
             if plan.passes > 1:
                 # onnxruntime's arrays keep its whole arena alive: copy them out, so that memory
                 # goes with the pass
@@ -307,8 +336,21 @@ class Runner:
                 }),
                 pass_index=number,
                 passes=plan.passes,
+                outputs=_frozen({name: outputs[name] for name in
+                                 [o.name for o in self.graph.proto.graph.output]
+                                 if name in outputs}),
             )
             started = time.perf_counter()
+
+    def _with_hint(self, exc: RejectedInput, prepared: PreparedInput, primary: ModelInput,
+                   probes: Sequence[Probe], options: InputOptions) -> RejectedInput:
+        """``exc`` with one line on what to try (``--length``, ``--size``), from the model."""
+        from .hints import rejection_hint
+        from .inputs import time_axis_of
+
+        hint = rejection_hint(self.graph, primary, probes, prepared.kind, str(exc),
+                              time_axis_of(primary, options.layout))
+        return RejectedInput(f"{exc}; {hint}") if hint else exc
 
     def _pass_sessions_kept(self) -> int:
         """Pass sessions to keep: onnxruntime holds the weights about twice (its copy and

@@ -244,13 +244,15 @@ class Scanner:
         todo = iter(range(len(paths)))
         consumed = first_index
 
+        inputs = self.model.input_options(options.inputs)
+
         def refill() -> None:
             while len(queue) < read_ahead:
                 i = next(todo, None)
                 if i is None:
                     return
                 queue.append(pool.submit(_decode, first_index + i, Path(paths[i]), self.target,
-                                         options.inputs))
+                                         inputs))
 
         def flush(key: tuple) -> None:
             group = pending.pop(key, [])

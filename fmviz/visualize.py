@@ -19,7 +19,7 @@ from .io import StemAllocator, atomic_open, ensure_dir, folder_lock, input_folde
 from .model import Model
 from .probes import Probe
 from .render.layer import RenderOptions, render_layer
-from .reports.manifest import layer_entry, run_manifest, write_manifest
+from .reports.manifest import layer_entry, output_entries, run_manifest, write_manifest
 from .runner import Capture
 
 __all__ = ["RenderOptions", "RunOptions", "run", "write_outputs", "layer_file_stem"]
@@ -83,10 +83,12 @@ def write_outputs(
     entries: list[dict] = []
     timings: dict[str, float] = {}
     last: Capture | None = None
+    model_outputs: dict = {}
     with ThreadPoolExecutor(max_workers=workers) as pool, arrays as add_array:
         for capture in captures:
             if last is None:
                 capture.input.overlay_picture()  # once, before the render threads want it
+                model_outputs = dict(capture.outputs)
             for key, value in capture.timings_ms.items():
                 timings[key] = timings.get(key, 0.0) + value
 
@@ -109,6 +111,7 @@ def write_outputs(
         model.graph, last, entries, options.render, options.save_arrays,
         {**timings, "render": (rendered - started) * 1000},
     )
+    manifest["outputs"] = output_entries(model_outputs, model.graph.class_names)
     manifest["timings_ms"]["write"] = round((time.perf_counter() - started) * 1000, 3)
     write_manifest(folder, manifest)
     if options.html:

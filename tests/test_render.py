@@ -149,6 +149,7 @@ def test_channel_subset_and_layout_json():
         "scale_y": 6,
         "gap": 1,
         "channels": [5, 1, 3],
+        "label_box": None,
     }
     with pytest.raises(IndexError):
         tiles.layout.box(3)

@@ -8,8 +8,11 @@ edited in place: :mod:`fmviz.graph.edits` builds each edited model from its weig
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +46,49 @@ class ModelInput:
 
 
 
+def _integers(text: str | None) -> list[int]:
+    if not text or len(text) > 200:
+        return []
+    return [int(n) for n in re.findall(r"-?\d+", text)]
+
+
+def parse_imgsz(text: str | None) -> tuple[int, int] | None:
+    """(width, height) from an ``imgsz`` value: "640" (square) or "[h, w]"."""
+    numbers = _integers(text)
+    if len(numbers) == 1:
+        numbers = numbers * 2
+    if len(numbers) != 2 or min(numbers) <= 0 or max(numbers) > 1 << 15:
+        return None
+    height, width = numbers
+    return width, height
+
+
+def parse_class_names(text: str | None) -> list[str] | None:
+    """Class labels from a JSON list, a JSON dict {index: name} or a Python-literal dict
+    (Ultralytics writes ``str(dict)``); None when the text is none of these."""
+    if not text or len(text) > 1 << 20:
+        return None
+    value = None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, dict) and value:
+        try:
+            items = {int(k): str(v) for k, v in value.items()}
+        except (TypeError, ValueError):
+            return None
+        if min(items) < 0 or max(items) > 1 << 20:
+            return None
+        return [items.get(i, str(i)) for i in range(max(items) + 1)]
+    return None
+
+
 @dataclass(eq=False)
 class ModelGraph:
     """A loaded model and what fmviz found in it. Treat it as read-only: edits copy."""
@@ -66,6 +112,33 @@ class ModelGraph:
     @property
     def opset_version(self) -> int:
         return opset_version(self.proto)
+
+    @cached_property
+    def metadata(self) -> dict[str, str]:
+        """The model's ``metadata_props`` as a dict (key -> value, last one wins)."""
+        return {prop.key: prop.value for prop in self.proto.metadata_props}
+
+    @cached_property
+    def metadata_size(self) -> tuple[int, int] | None:
+        """(width, height) from Ultralytics-style ``imgsz`` metadata ("[320, 320]" = [h, w],
+        or "640"), else None; values that are not positive integers are ignored."""
+        return parse_imgsz(self.metadata.get("imgsz"))
+
+    @cached_property
+    def metadata_stride(self) -> int | None:
+        """The network's stride from Ultralytics-style ``stride`` metadata ("32"), else None."""
+        numbers = _integers(self.metadata.get("stride"))
+        return max(numbers) if numbers and min(numbers) > 0 else None
+
+    @cached_property
+    def class_names(self) -> list[str] | None:
+        """Class labels from the metadata: Ultralytics ``names`` ("{0: 'person', ...}") or a
+        JSON list/dict under ``names``, ``labels``, ``classes`` or ``class_names``."""
+        for key in ("names", "labels", "classes", "class_names"):
+            names = parse_class_names(self.metadata.get(key))
+            if names:
+                return names
+        return None
 
     def to_json(self) -> dict:
         return {

@@ -35,6 +35,8 @@ class InputOptions:
     input_name: str | None = None
     layout: str | None = None  # "NCHW" / "NHWC"; None reads it from the model
     size: tuple[int, int] | None = None  # (width, height) for models with dynamic H, W
+    # (width, height) the model's metadata asks for (Ultralytics ``imgsz``); --size wins
+    model_size: tuple[int, int] | None = None
     preset: str | None = None  # None: "unit" for float inputs, "raw" for integer ones
     mean: tuple[float, ...] | None = None  # unit scale
     std: tuple[float, ...] | None = None  # unit scale

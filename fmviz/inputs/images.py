@@ -303,14 +303,26 @@ def load_image(path: Path, target: ModelInput, options):
             "images give 1, 3 or 4 (check --layout, or feed a .npy tensor)"
         )
     picture, record = open_picture(path, options.max_pixels)
-    picture = _reduce_large(picture, shape[height_dim], shape[width_dim], options.size, record)
+    wanted = options.size
+    notices = []
+    if wanted is None and options.model_size is not None and not (
+        isinstance(shape[height_dim], int) and shape[height_dim] > 0
+        and isinstance(shape[width_dim], int) and shape[width_dim] > 0
+    ):
+        wanted = options.model_size
+        notices.append(
+            f"size {wanted[0]}x{wanted[1]} from the model's imgsz metadata "
+            "(--size overrides)"
+        )
+    picture = _reduce_large(picture, shape[height_dim], shape[width_dim], wanted, record)
     size, record["resize_rule"] = _target_size(
-        shape[height_dim], shape[width_dim], picture.size[1], picture.size[0], options.size
+        shape[height_dim], shape[width_dim], picture.size[1], picture.size[0], wanted
     )
+    if wanted is not options.size:
+        record["resize_rule"] = record["resize_rule"].replace("--size", "metadata")
     _check_fed_size(path, target, layout, channels, size)
     values, convert_record = picture_pixels(picture, channels, size)
     record.update(convert_record)
-    notices = []
     if options.size is not None and record["resize_rule"] == "model":
         notices.append(
             f"--size {options.size[0]}x{options.size[1]} ignored: input {target.name!r} has "

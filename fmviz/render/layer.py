@@ -101,10 +101,11 @@ def render_layer(
         if len(channels) == 1:
             normalize = "layer"  # one tile: its own range is the layer's, printed in numbers
         grid = tiles.make_tiles(maps, channels, normalize, options.clip, centred=centred)
-    # the grid stays the unlabelled true picture; the heatmap carries the channel numbers
-    save_png(tiles.grid_image(grid), folder / files["grid"])
+    # channel numbers on both pictures, each inside its tile's top-left label box (recorded as
+    # grid.label_box): every other pixel of the grid keeps its true value
     if view.get("view") != "strip":
         view["labels"] = tiles.label_tiles(grid)
+    save_png(tiles.grid_image(grid), folder / files["grid"])
     save_png(tiles.heatmap_image(grid, cmap, normalize), folder / files["heatmap"])
     fields: dict = {}
     picture = source.overlay_picture()

@@ -17,6 +17,7 @@ This module does not name files or write manifests; :func:`save_png` only stores
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ __all__ = [
     "choose_scale",
     "separator_colour",
     "label_tiles",
+    "label_box",
     "strip_tiles",
     "bar_labels",
     "FLOOR_ACTIVATIONS",
@@ -121,6 +123,9 @@ class GridLayout:
     gap: int  # separator width in pixels
     channels: tuple[int, ...]  # channel index shown in each tile, row-major
     scale_y: int = 0  # upscale factor down the rows when thin maps are stretched (0: scale)
+    # (width, height) of the top-left box of each tile that holds its channel label, when
+    # labels were drawn: pixels inside it are the label's, every other pixel a value
+    label_box: tuple[int, int] | None = None
 
     @property
     def row_scale(self) -> int:
@@ -153,6 +158,7 @@ class GridLayout:
             "scale_y": self.row_scale,
             "gap": self.gap,
             "channels": [int(c) for c in self.channels],
+            "label_box": list(self.label_box) if self.label_box else None,
         }
 
 
@@ -466,8 +472,13 @@ def make_tiles(
 
 
 # Separator / empty-slot colours to choose from: the first that is far from every colour of a
-# palette (so a gap can never be read as a value), else the farthest of them.
-_SEPARATOR_CANDIDATES = ((0, 170, 90), (0, 200, 0), (0, 90, 255), (255, 200, 0), (0, 0, 0))
+# palette (so a gap can never be read as a value), else the farthest of them. A true neutral
+# (a grey) cannot be one: every grey is a value of the greyscale grid, and black/white are the
+# ends of magma, inferno and gray. So the first choice is a dull dark bronze, quiet next to any
+# palette and >= 61 away from grey, magma, inferno, viridis, RdBu_r, coolwarm, turbo...; a dark
+# navy for brown palettes (copper, BrBG, PuOr); the louder ones only when both come near.
+_SEPARATOR_CANDIDATES = ((115, 80, 20), (20, 50, 110), (0, 170, 90), (0, 90, 255),
+                         (255, 200, 0), (0, 0, 0))
 _SEPARATOR_DISTANCE = 60.0
 
 
@@ -719,18 +730,27 @@ def _text_size(draw: ImageDraw.ImageDraw, text: str) -> tuple[int, int, int, int
     return int(left), int(top), int(right), int(bottom)
 
 
+def label_box(layout: GridLayout) -> tuple[int, int] | None:
+    """(width, height) of the corner box a channel label takes in each tile of ``layout`` (the
+    box of its longest number), or None when the tiles are too small to carry one."""
+    if not layout.channels:
+        return None
+    stamp = _label_stamp(str(max(layout.channels)))
+    need_h, need_w = stamp.shape
+    if layout.tile_width < 2 * need_w or layout.tile_height < 2 * need_h:
+        return None
+    return need_w, need_h
+
+
 def label_tiles(tiles: Tiles) -> bool:
     """Write each tile's channel index in its top-left corner (black on a white box), in place,
-    when the tiles are large enough to carry it; returns whether labels were drawn."""
+    when the tiles are large enough to carry it; returns whether labels were drawn. Every label
+    lies inside the tile's :func:`label_box`; the rest of the tile keeps its values."""
     layout = tiles.layout
-    if not layout.channels:
+    box = label_box(layout)
+    if box is None:
         return False
-    longest = str(max(layout.channels))
-    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-    left, top, right, bottom = _text_size(probe, longest)
-    need_w, need_h = right - left + 4, bottom - top + 3
-    if layout.tile_width < 2 * need_w or layout.tile_height < 2 * need_h:
-        return False
+    tiles.layout = dataclasses.replace(layout, label_box=box)
     levels = tiles.levels
     for k, channel in enumerate(layout.channels):
         x, y, _, _ = layout.box(k)

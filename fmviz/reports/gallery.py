@@ -340,6 +340,55 @@ def _layer_list(layers: Sequence[Mapping]) -> str:
     )
 
 
+def _side_index(layers: Sequence[Mapping]) -> str:
+    """The layer index that stays in view: a small picture, the name and the channel count."""
+    items = []
+    for pos, layer in enumerate(layers):
+        files = layer.get("files") or {}
+        thumb = next((files[v] for v in ("heatmap", "grid", "series") if files.get(v)), None)
+        picture = (f'<img src="{_src(thumb)}" alt="" loading="lazy">' if thumb
+                   else '<i class="nopic"></i>')
+        name = str(layer.get("name") or "")
+        short = name if len(name) <= 22 else "…" + name[-21:]  # the tail tells layers apart
+        items.append(
+            f'<li><a href="#layer-{pos}" data-pos="{pos}" title="{_e(name)}">{picture}'
+            f'<span class="nm"><b>{_e(layer.get("index"))}</b> {_e(short)}</span>'
+            f'<span class="ch">{_e(layer.get("channels"))} ch</span></a></li>'
+        )
+    return (
+        '<nav class="index" aria-label="layers"><p class="muted">Layers</p>'
+        f"<ol>{''.join(items)}</ol></nav>"
+    )
+
+
+def _outputs_section(outputs: Sequence[Mapping] | None) -> str:
+    """The model's own outputs: shape and range, and the top five of a class output."""
+    if not outputs:
+        return ""
+    rows = []
+    for out in outputs:
+        top = out.get("top")
+        listed = ""
+        if top:
+            listed = '<ol class="top5">' + "".join(
+                f'<li><span class="cls">{_e(t.get("label") or "class " + str(t.get("class")))}'
+                f'</span>{" <small>#" + _e(t.get("class")) + "</small>" if t.get("label") else ""}'
+                f' <span class="num">{_num(t.get("value"))}</span></li>'
+                for t in top
+            ) + "</ol>"
+        rows.append(
+            f'<tr><td><code>{_e(out.get("name"))}</code></td>'
+            f'<td class="num">{_e(format_shape(out.get("shape")))}</td>'
+            f'<td class="num">{_num(out.get("min"))} … {_num(out.get("max"))}</td>'
+            f"<td>{listed}</td></tr>"
+        )
+    return (
+        '<h2 class="sec" id="outputs">Model outputs</h2><table class="list outputs"><thead><tr>'
+        "<th>output</th><th>shape</th><th>range</th><th>top five</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 def _layer_section(pos: int, layer: Mapping) -> str:
     views = _layer_views(layer)
     stats = layer.get("stats") or {}
@@ -382,7 +431,11 @@ def _layer_section(pos: int, layer: Mapping) -> str:
     zoom = (
         '<aside class="zoom" aria-live="polite"><canvas class="zoom-tile" width="1" '
         f'height="1" hidden></canvas><p class="zoom-hint muted">Hover or click a {unit} to see '
-        'its channel enlarged.</p><dl class="zoom-stats kv" hidden></dl></aside>'
+        'its channel enlarged.</p><dl class="zoom-stats kv" hidden></dl>'
+        + ('<canvas class="zoom-overlay" width="1" height="1" hidden></canvas>'
+           '<p class="overlay-note muted" hidden></p>' if (layer.get("files") or {}).get("overlay")
+           else "")
+        + "</aside>"
         if tiles
         else ""
     )
@@ -393,6 +446,7 @@ def _layer_section(pos: int, layer: Mapping) -> str:
         '<th scope="col" data-key="channel" aria-sort="ascending"><button type="button">'
         "channel</button></th>"
         f'<th scope="col" data-key="tile"><button type="button">{unit}</button></th>'
+        '<th scope="col" data-key="min"><button type="button">min</button></th>'
         '<th scope="col" data-key="max"><button type="button">max</button></th>'
         '<th scope="col" data-key="mean"><button type="button">mean</button></th>'
         '<th scope="col" data-key="zero"><button type="button">zeros</button></th>'
@@ -439,6 +493,7 @@ def _tile_layout(layer: Mapping) -> dict | None:
                     "rows": int(grid["rows"]),
                     "fit": cols * (w + gap) + gap,
                     "channels": [int(c) for c in grid["channels"]],
+                    "label": [int(v) for v in grid.get("label_box") or []] or None,
                 }
         shown = layer.get("shown_channels") or []
         if isinstance(series, Mapping) and files.get("series") and shown:
@@ -471,7 +526,9 @@ def _run_data(manifest: Mapping) -> dict:
                 "name": layer.get("name"),
                 "tiles": _tile_layout(layer),
                 "ranges": [_rounded(r, 5) for r in layer.get("ranges") or []],
+                "min": _rounded(cs.get("min")),
                 "max": _rounded(cs.get("max")),
+                "overlay": bool((layer.get("files") or {}).get("overlay")),
                 "mean": _rounded(cs.get("mean")),
                 "zero": _rounded(cs.get("zero_fraction"), 4),
             }
@@ -518,13 +575,17 @@ def run_page_html(manifest: Mapping, *, picture: str | None = None, signal=None)
         f'<header id="top"><h1>{_e(Path(input_path).name or "input")} '
         f"<small>through {_e(Path(str(model.get('path') or '')).name)}</small></h1>"
         f'<p class="muted">fmviz {_e(manifest.get("fmviz"))} · {len(layers)} layers</p></header>'
+        f'<div class="page">{_side_index(layers)}'
         f'<main><div class="summary"><div>{_dl(run_rows)}{details}</div>'
         f"{_input_figure(manifest, picture, signal)}</div>"
+        f"{_outputs_section(manifest.get('outputs'))}"
         f'<h2 class="sec">Layers</h2>{_layer_list(layers)}{global_switch}'
         + "".join(_layer_section(pos, layer) for pos, layer in enumerate(layers))
-        + "</main>"
+        + "</main></div>"
     )
-    return _page(title, body, _run_data(manifest), _script("run.js"), nonce)
+    data = _run_data(manifest)
+    data["picture"] = picture
+    return _page(title, body, data, _script("run.js"), nonce)
 
 
 # ----------------------------------------------------------------------------- scan page

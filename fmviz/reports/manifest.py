@@ -68,6 +68,34 @@ def run_manifest(
     }
 
 
+TOP_K = 5
+
+
+def output_entries(outputs: Mapping[str, np.ndarray], class_names: list[str] | None) -> list:
+    """The model's own outputs as the manifest's ``outputs``: per output its name, shape,
+    dtype and range; for a class output (``[1, K]``, K >= 2) the top five classes with their
+    values and, when the model's metadata names its classes, their labels."""
+    entries = []
+    for name, value in outputs.items():
+        array = np.asarray(value)
+        entry: dict = {"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
+        numeric = array.dtype.kind in "biuf" and array.size
+        finite = array[np.isfinite(array)] if numeric else np.empty(0)
+        entry["min"] = float(finite.min()) if finite.size else None
+        entry["max"] = float(finite.max()) if finite.size else None
+        if numeric and array.ndim == 2 and array.shape[0] == 1 and array.shape[1] >= 2:
+            row = np.where(np.isfinite(array[0]), array[0].astype(np.float64), -np.inf)
+            order = np.argsort(-row, kind="stable")[:TOP_K]
+            labels = class_names if class_names and len(class_names) >= row.size else None
+            entry["top"] = [
+                {"class": int(k), "label": labels[k] if labels else None,
+                 "value": float(row[k]) if np.isfinite(row[k]) else None}
+                for k in order
+            ]
+        entries.append(entry)
+    return entries
+
+
 def write_manifest(folder: Path, manifest: dict) -> None:
     # compact JSON: json's fast C encoder only runs without indent (manifests of big models
     # hold tens of thousands of numbers); `jq .` pretty-prints it

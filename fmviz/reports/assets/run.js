@@ -28,6 +28,8 @@ function setup(section){
   var statsEl = section.querySelector(".zoom-stats");
   var hint = section.querySelector(".zoom-hint");
   var pick = section.querySelector(".pick");
+  var ovCanvas = section.querySelector("canvas.zoom-overlay");
+  var ovNote = section.querySelector(".overlay-note");
   var srcOf = {};
   buttons.forEach(function(b){ srcOf[b.dataset.view] = b.dataset.src; });
   var pinned = -1, shown = -1, rows = null, hintText = hint ? hint.textContent : "";
@@ -99,7 +101,8 @@ function setup(section){
     var c = T.channels[k], range = L.ranges[k] || [null, null];
     var items = [["channel", "channel", String(c)],
                  ["tile", T.unit, (k + 1) + " of " + T.channels.length],
-                 ["max", "max", fmt(L.max[c])], ["mean", "mean", fmt(L.mean[c])],
+                 ["min", "min", fmt(L.min ? L.min[c] : null)], ["max", "max", fmt(L.max[c])],
+                 ["mean", "mean", fmt(L.mean[c])],
                  ["zeros", "zeros", pct(L.zero[c])],
                  ["range", T.unit + " range", fmt(range[0]) + " \u2026 " + fmt(range[1])]];
     statsEl.textContent = "";
@@ -109,8 +112,42 @@ function setup(section){
       statsEl.appendChild(dt); statsEl.appendChild(dd);
     });
   }
+  // A clicked channel over the input picture: its heatmap tile (the label's corner box left
+  // out) stretched over the picture at half opacity, drawn here from the page's own pictures.
+  function overlay(k){
+    if (!ovCanvas) return;
+    var heat = srcOf.heatmap;
+    if (k < 0 || !DATA.picture || !heat || !T){ ovCanvas.hidden = true; ovNote.hidden = true;
+      return; }
+    var base = picture(DATA.picture), tiles = picture(heat), b = box(T, k);
+    function draw(){
+      if (pinned !== k || !base.naturalWidth || !tiles.naturalWidth) return;
+      var z = Math.min(ZOOM_BOX / base.naturalWidth, ZOOM_BOX / base.naturalHeight, 4);
+      var w = Math.max(1, Math.round(base.naturalWidth * z));
+      var h = Math.max(1, Math.round(base.naturalHeight * z));
+      ovCanvas.width = w; ovCanvas.height = h;
+      var ctx = ovCanvas.getContext("2d"), sx = w / b.w, sy = h / b.h;
+      ctx.globalAlpha = 1; ctx.drawImage(base, 0, 0, w, h);
+      ctx.globalAlpha = 0.55; ctx.imageSmoothingEnabled = true;
+      var lw = T.label ? Math.min(T.label[0], b.w) : 0, lh = T.label ? Math.min(T.label[1], b.h) : 0;
+      // right of the label box (full height), then below it
+      if (b.w - lw > 0) ctx.drawImage(tiles, b.x + lw, b.y, b.w - lw, b.h, lw * sx, 0,
+                                      (b.w - lw) * sx, h);
+      if (lw > 0 && b.h - lh > 0) ctx.drawImage(tiles, b.x, b.y + lh, lw, b.h - lh, 0, lh * sy,
+                                                lw * sx, (b.h - lh) * sy);
+      ctx.globalAlpha = 1;
+      ovCanvas.dataset.channel = String(T.channels[k]);
+    }
+    [base, tiles].forEach(function(im){
+      if (!(im.complete && im.naturalWidth)) im.addEventListener("load", draw, {once: true});
+    });
+    draw();
+    ovCanvas.hidden = false; ovNote.hidden = false;
+    ovNote.textContent = "channel " + T.channels[k] + " over the input (its heatmap tile, " +
+      "tile scale); exact overlay: fmviz run … --overlay-channel " + T.channels[k];
+  }
   function select(k){
-    pinned = k; zoom(k); place(k);
+    pinned = k; zoom(k); place(k); overlay(k);
     if (rows) rows.forEach(function(tr){
       tr.classList.toggle("sel", k >= 0 && +tr.dataset.tile === k);
     });
@@ -158,8 +195,10 @@ function setup(section){
         var tr = document.createElement("tr"), k = (c in tileOf) ? tileOf[c] : -1;
         tr.dataset.channel = c; tr.dataset.tile = k;
         tr.sortValues = {channel: c, tile: k < 0 ? Infinity : k,
+                         min: L.min ? L.min[c] : null,
                          max: L.max[c], mean: L.mean[c], zero: L.zero[c]};
-        [String(c), k < 0 ? "\u2014" : String(k + 1), fmt(L.max[c]), fmt(L.mean[c]), pct(L.zero[c])]
+        [String(c), k < 0 ? "\u2014" : String(k + 1), fmt(L.min ? L.min[c] : null),
+         fmt(L.max[c]), fmt(L.mean[c]), pct(L.zero[c])]
           .forEach(function(t){
             var td = document.createElement("td");
             td.textContent = t;
