@@ -101,8 +101,10 @@ def rejection_hint(graph: ModelGraph, primary: ModelInput, probes: Sequence[Prob
         return None
 
     def dynamic(axis: int) -> bool:
-        return -len(shape) <= axis < len(shape) and not (
-            isinstance(shape[axis], int) and shape[axis] > 0)
+        if not -len(shape) <= axis < len(shape):
+            return False
+        dim = shape[axis]
+        return not (isinstance(dim, int) and dim > 0)
 
     if kind == "series" and series_axis is not None and dynamic(series_axis):
         channel_axis = -1 if series_axis == -2 else -2

@@ -305,9 +305,9 @@ def load_image(path: Path, target: ModelInput, options):
     picture, record = open_picture(path, options.max_pixels)
     wanted = options.size
     notices = []
+    model_h, model_w = shape[height_dim], shape[width_dim]
     if wanted is None and options.model_size is not None and not (
-        isinstance(shape[height_dim], int) and shape[height_dim] > 0
-        and isinstance(shape[width_dim], int) and shape[width_dim] > 0
+        isinstance(model_h, int) and model_h > 0 and isinstance(model_w, int) and model_w > 0
     ):
         wanted = options.model_size
         notices.append(
