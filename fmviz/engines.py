@@ -503,11 +503,10 @@ def scan_dask(
     counted = resumed_from
     progress(counted, len(todo))
     if remaining:
-        with _client(engine, gpu, client) as active:
-            with active.as_current():
-                piece = _run_on_cluster(active, job, model, remaining, len(todo), counted,
-                                        progress, checkpoint, scan_key, done, merged,
-                                        checkpoint_every, notify)
+        with _client(engine, gpu, client) as active, active.as_current():
+            piece = _run_on_cluster(active, job, model, remaining, len(todo), counted,
+                                    progress, checkpoint, scan_key, done, merged,
+                                    checkpoint_every, notify)
         if checkpoint is None:
             merged.merge(piece.partial)
         for message in piece.notices:

@@ -45,7 +45,6 @@ def _filesystem(url: str):
 def collect_urls(url: str) -> list[str]:
     """The input files a URL names: itself, or those below it when it is a folder."""
     fs, root = _filesystem(url)
-    scheme = url.split("://", 1)[0]
     try:
         if fs.isdir(root):
             found = fs.find(root)
@@ -64,16 +63,10 @@ def collect_urls(url: str) -> list[str]:
         parts = relative.split("/")
         if any(part.startswith(".") for part in parts) or input_kind(parts[-1]) is None:
             continue
-        files.append((parts, path))
+        files.append(parts)
     files.sort()
-    return [_unstrip(fs, scheme, path) for _, path in files]
-
-
-def _unstrip(fs, scheme: str, path: str) -> str:
-    try:
-        return fs.unstrip_protocol(path)
-    except Exception:  # pragma: no cover - very old fsspec
-        return f"{scheme}://{path.lstrip('/')}"
+    prefix = url.rstrip("/")  # the URL as the user spelled it, then each file below it
+    return [f"{prefix}/{'/'.join(parts)}" for parts in files]
 
 
 def fetch(urls: Sequence[str]) -> dict[str, bytes | str]:
