@@ -308,3 +308,44 @@ def test_cli_checkpoint_then_rerun_resumes_everything(setup, cluster, local_repo
     assert "resuming from" in err and "5 of 5 partitions" in err
     assert_same_report(local_report, first)
     assert_same_report(local_report, json.loads(out))
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+def test_ctrl_c_cancels_the_job_saves_the_checkpoint_and_exits_130(setup, cluster, tmp_path,
+                                                                   monkeypatch):
+    from distributed import Client
+
+    from fmviz.reports.console import ScanProgress
+
+    def interrupt(self, done, total):
+        if done >= 8:  # the first finished partitions have been counted
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ScanProgress, "__call__", interrupt)
+    where = tmp_path / "interrupted.npz"
+    code, out, err = _cli([setup["model"], setup["folder"], "--engine", "dask", "--scheduler",
+                           cluster.scheduler_address, "--partition-size", 4,
+                           "--checkpoint", where, "--checkpoint-every", 4])
+    assert code == 130 and out == ""
+    assert "interrupted: " in err and "run the same command again to resume" in err
+    assert where.exists()
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        # nothing of the job is left running or held on the cluster
+        import time
+
+        for _ in range(100):
+            left = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+            if not left:
+                break
+            time.sleep(0.1)
+        assert left == 0
+    monkeypatch.undo()
+    code, out, err = _cli([setup["model"], setup["folder"], "--json", "--engine", "dask",
+                           "--scheduler", cluster.scheduler_address, "--partition-size", 4,
+                           "--checkpoint", where])
+    assert code == 0, err
+    assert "resuming from" in err
+    local = json.loads(_cli([setup["model"], setup["folder"], "--json", "--quiet"])[1])
+    assert_same_report(local, json.loads(out))
