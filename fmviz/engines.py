@@ -456,7 +456,7 @@ def scan_dask(
     ``distributed.Client`` to use instead of ``engine``'s scheduler. Raises
     :class:`OptionError` without the dask extra, :class:`FmvizError` as the local engine does.
     """
-    from dataclasses import replace
+    from dataclasses import fields, is_dataclass, replace
 
     from .scan import Scanner
 
@@ -476,10 +476,11 @@ def scan_dask(
     partitions = _partitions(todo, size)
     strict = bool(getattr(options, "strict", False))
     # the workers' scanners: no checkpoint of their own, one decoding thread beside inference
-    worker_options = options
-    if hasattr(options, "checkpoint"):
-        worker_options = replace(options, checkpoint=None, limit=None,
-                                 workers=getattr(options, "workers", None) or 1)
+    wanted = {"checkpoint": None, "limit": None,
+              "workers": getattr(options, "workers", None) or 1}
+    present = {f.name for f in fields(options)} if is_dataclass(options) else set()
+    worker_options = (replace(options, **{k: v for k, v in wanted.items() if k in present})
+                      if present else options)
     runner = model.runner
     providers = tuple(runner.requested_providers)
     gpu = any(name in GPU_PROVIDERS for name in model.providers)
