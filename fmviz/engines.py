@@ -42,8 +42,9 @@ import numpy as np
 from .errors import FmvizError, InputError, OptionError
 from .inputs.remote import INSTALL_HINT, fetch, is_url, url_name
 
-__all__ = ["DEFAULT_PARTITION_SIZE", "ENGINES", "EngineOptions", "PartialCheckpoint",
-           "ScannerFactory", "ScannerProtocol", "scan_dask", "scan_items", "scan_sequential"]
+__all__ = ["DEFAULT_PARTITION_SIZE", "ENGINES", "CheckpointStore", "EngineOptions",
+           "MergeablePartial", "PartialCheckpoint", "ScannerFactory", "ScannerProtocol",
+           "collect_any", "scan_dask", "scan_items", "scan_on", "scan_sequential"]
 
 ENGINES = ("local", "dask")
 DEFAULT_PARTITION_SIZE = 64  # a ~1 MB partial per 64 inputs: small next to what it summarises
@@ -56,7 +57,23 @@ Item = tuple[int, str]  # (index in the whole scan, path or URL)
 
 @runtime_checkable
 class MergeablePartial(Protocol):
+    """A scanner's partial: merges in place, pickles, deep-copies; ``skipped`` entries are
+    ``{"index", "path", "error"}`` dicts (URL inputs are renamed in them)."""
+
+    skipped: list[dict]
+
     def merge(self, other: Any) -> Any: ...
+
+
+class CheckpointStore(Protocol):
+    """Where a partitioned scan keeps its merged partial (:class:`PartialCheckpoint` for
+    ``dead-filters``); ``scan_key`` holds ``partition_size`` and ``inputs_sha256``."""
+
+    path: Path
+
+    def load(self, scan_key: dict) -> tuple[set[int], Any] | None: ...
+
+    def save(self, scan_key: dict, done: set[int], partial: Any) -> None: ...
 
 
 class ScannerProtocol(Protocol):
@@ -443,7 +460,7 @@ def scan_dask(
     *,
     progress: Progress | None = None,
     notify: Callable[[str], None] | None = None,
-    checkpoint: PartialCheckpoint | None = None,
+    checkpoint: CheckpointStore | None = None,
     checkpoint_every: int = 256,
     expose_if: bool = False,
     client=None,
@@ -575,6 +592,7 @@ def _run_on_cluster(client, job, model, remaining, total, counted, progress, che
         if checkpoint is not None:
             save()
             return Piece(None, total, tuple(dict.fromkeys(notices)))
+        assert final is not None  # the reduction runs whenever there is no checkpoint
         return final.result()
     except KeyboardInterrupt:
         client.cancel([f for f in futures if f.status == "pending"] + ([final] if final else []))
