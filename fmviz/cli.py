@@ -196,7 +196,8 @@ engine_options = _compose(
                  help="local: threads decoding inputs ahead of inference (default: up to 4); "
                  "dask: worker processes of the local cluster (default: one per core)."),
     click.option("--partition-size", type=click.IntRange(min=1), metavar="N",
-                 help="dask: inputs per task (default 64)."),
+                 help="dask: inputs per task (default 64; fewer for a short scan, so that "
+                 "every worker has several tasks)."),
 )
 
 

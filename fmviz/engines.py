@@ -401,6 +401,13 @@ def _inputs_digest(items: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------- the client
 
 
+def balanced_partition_size(inputs: int, threads: int) -> int:
+    """The default partition size: DEFAULT_PARTITION_SIZE for long scans; for short ones,
+    about four partitions per worker thread (so the last tasks do not leave threads idle),
+    but never under one batch of 16 inputs."""
+    return max(16, min(DEFAULT_PARTITION_SIZE, -(-inputs // (4 * max(1, threads)))))
+
+
 def _partitions(paths: Sequence[str], size: int) -> list[tuple[int, list[Item]]]:
     return [(start // size, [(i, paths[i]) for i in range(start, min(start + size, len(paths)))])
             for start in range(0, len(paths), size)]
@@ -522,6 +529,10 @@ def scan_dask(
     progress(counted, len(todo))
     if remaining:
         with _client(engine, gpu, client) as active, active.as_current():
+            if engine.partition_size is None and checkpoint is None:
+                # a small scan: enough partitions to keep every worker thread busy to the end
+                threads = sum(active.nthreads().values()) or 1
+                remaining = _partitions(todo, balanced_partition_size(len(todo), threads))
             piece = _run_on_cluster(active, job, model, remaining, len(todo), counted,
                                     progress, checkpoint, scan_key, done, merged,
                                     checkpoint_every, notify)
@@ -544,7 +555,10 @@ def _run_on_cluster(client, job, model, remaining, total, counted, progress, che
     from distributed import as_completed, futures_of
 
     data = Path(model.path).read_bytes() if Path(model.path).is_file() else None
-    shipped = client.scatter(data, broadcast=False, hash=True) if data is not None else None
+    # a literal in the graph, not scattered data: if the worker holding it dies, the scheduler
+    # can hand it out again (scattered data has no recipe and would fail every waiting task)
+    shipped = (dask.delayed(data, name=f"fmviz-model-{job.model_sha256}", traverse=False)
+               if data is not None else None)
     bag = db.from_sequence(remaining, npartitions=len(remaining))
     resources = {"GPU": 1} if any(n in GPU_PROVIDERS for n in model.providers) else None
     with dask.annotate(resources=resources) if resources else _nothing():

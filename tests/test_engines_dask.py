@@ -349,3 +349,16 @@ def test_ctrl_c_cancels_the_job_saves_the_checkpoint_and_exits_130(setup, cluste
     assert "resuming from" in err
     local = json.loads(_cli([setup["model"], setup["folder"], "--json", "--quiet"])[1])
     assert_same_report(local, json.loads(out))
+
+
+def test_default_partition_size_balances_short_scans():
+    from fmviz.engines import DEFAULT_PARTITION_SIZE, balanced_partition_size
+
+    assert balanced_partition_size(320, 2) == 40  # 8 tasks for 2 threads
+    assert balanced_partition_size(10**6, 64) == DEFAULT_PARTITION_SIZE == 64
+    assert balanced_partition_size(30, 2) == 16  # never under one batch
+    assert balanced_partition_size(30, 0) == 16
+
+
+def test_default_partitioning_gives_the_same_report(setup, cluster, local_report):
+    assert_same_report(local_report, _dask(setup, cluster))
