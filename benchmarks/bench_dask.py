@@ -4,7 +4,8 @@
     python benchmarks/bench_dask.py --quick        # 12 crops, tiny model, 1 rep (smoke test)
 
 The same crops and model as benchmarks/run.py's scan figure (built under benchmarks/work/).
-Three variants, run round-robin (so a shared machine's noise hits all alike), medians:
+Three variants, run round-robin (so a shared machine's noise hits all alike); ratios are
+medians of same-round ratios:
 
 - local: `fmviz dead-filters MODEL crops/ --batch-size 16 --quiet`;
 - dask cold: the same with `--engine dask --workers 2`: fmviz starts a LocalCluster of two
@@ -38,6 +39,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402  (benchmarks/run.py: models, crops, process helpers)
+
+from fmviz.engines import balanced_partition_size  # noqa: E402
 
 TARGETS = {"warm": 1.2, "cold": 1.5}
 
@@ -152,18 +155,18 @@ def main(argv: list[str] | None = None) -> int:
         for proc in procs:
             proc.wait(timeout=30)
     med = {name: statistics.median(values) for name, values in times.items()}
-    local = med["local"]
+    size = args.partition_size or f"default ({balanced_partition_size(count, 2)} here)"
     print(f"{count} JPEG crops, MobileNetV2-like, batch 16, {os.cpu_count()} cores, "
-          f"{cfg.reps} reps (median), partition size {args.partition_size or 'default (64)'}\n")
+          f"{cfg.reps} reps (median), partition size {size}\n")
     cpu_med = {name: statistics.median(values) for name, values in cpu.items()}
-    print("| variant | seconds | / local | target | CPU seconds | / local | report |")
+    print("| variant | seconds | / local (paired) | target | CPU seconds | / local | report |")
     print("|---|---|---|---|---|---|---|")
     for name in variants:
         key = name.split()[-1]
         target = f"<= {TARGETS[key]}x" if key in TARGETS else ""
-        met = "" if key not in TARGETS else (" met" if med[name] / local <= TARGETS[key]
-                                             else " MISSED")
-        print(f"| {name} | {med[name]:.2f} | {med[name] / local:.2f}x | {target}{met} | "
+        rel = bench.paired(times, name, "local")  # median of same-round ratios
+        met = "" if key not in TARGETS else (" met" if rel <= TARGETS[key] else " MISSED")
+        print(f"| {name} | {med[name]:.2f} | {rel:.2f}x | {target}{met} | "
               f"{cpu_med[name]:.1f} | {cpu_med[name] / cpu_med['local']:.2f}x | "
               f"{checks[name]} |")
     print(f"\nLocalCluster(2 workers) start-up {up:.2f} s, shut-down {down:.2f} s; "
