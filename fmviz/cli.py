@@ -191,6 +191,32 @@ input_options = _compose(
 )
 
 
+# `dead-filters` and `exemplars`: where the scan runs (fmviz.engines).
+engine_options = _compose(
+    click.option("--engine", type=click.Choice(["local", "dask"]), default="local",
+                 show_default=True, help="local: this machine; dask: a Dask distributed "
+                 "cluster (pip install 'fmviz[dask]'; see 'Scanning on a cluster' in the README)."),
+    click.option("--scheduler", metavar="ADDR", help="Dask scheduler address, e.g. "
+                 "tcp://head:8786 (default: $DASK_SCHEDULER_ADDRESS, else a local cluster "
+                 "started for the run)."),
+    click.option("--workers", type=click.IntRange(min=1),
+                 help="local: threads decoding inputs ahead of inference (default: up to 4); "
+                 "dask: worker processes of the local cluster (default: one per core)."),
+    click.option("--partition-size", type=click.IntRange(min=1), metavar="N",
+                 help="dask: inputs per task (default 64; fewer for a short scan, so that "
+                 "every worker has several tasks)."),
+)
+
+
+def _engine_options(kwargs: dict):
+    from .engines import EngineOptions
+
+    return EngineOptions(engine=kwargs.pop("engine", "local"),
+                         scheduler=kwargs.pop("scheduler", None),
+                         workers=kwargs.pop("workers", None),
+                         partition_size=kwargs.pop("partition_size", None))
+
+
 def _input_options(kwargs: dict):
     from .inputs import InputOptions
 
@@ -453,8 +479,7 @@ def providers_command(as_json: bool, debug: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Inputs per batch (default 16; a model with a fixed batch size uses it).")
 @click.option("--limit", type=click.IntRange(min=1), help="Scan only the first N inputs.")
-@click.option("--workers", type=click.IntRange(min=1),
-              help="Threads decoding inputs ahead of inference (default: up to 4).")
+@engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--report", "reports", multiple=True, metavar="PATH",
               help="Write the report to PATH: .json, .md, .html or .csv (repeatable).")
@@ -479,7 +504,7 @@ def providers_command(as_json: bool, debug: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No summary, notices or progress.")
 @debug_option
 def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, tf32, eps, rare,
-                 batch_size, limit, workers, as_json, reports, fail_on_dead, fail_on_inactive,
+                 batch_size, limit, as_json, reports, fail_on_dead, fail_on_inactive,
                  max_dead_fraction, strict, checkpoint, checkpoint_every, conv_search, progress,
                  quiet, debug, **kwargs) -> None:
     """Find channels that never fire (dead), rarely fire, or never change over many INPUTs.
@@ -500,13 +525,17 @@ def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, 
     from .scan import ScanOptions, collect_inputs, scan
 
     targets = report_targets(reports)
+    engine = _engine_options(kwargs)
     options = ScanOptions(
         patterns=tuple(patterns), stage=stage, inputs=_input_options(kwargs), eps=eps,
-        batch_size=batch_size, strict=strict, limit=limit, workers=workers,
+        batch_size=batch_size, strict=strict, limit=limit,
+        workers=engine.workers if engine.engine == "local" else None,
         checkpoint=Path(checkpoint) if checkpoint else None, checkpoint_every=checkpoint_every,
     )
     options.validate()
-    paths = collect_inputs(inputs)  # a missing path is an error before anything runs
+    from .engines import collect_any
+
+    paths = collect_any(inputs, collect_inputs)  # a missing path: an error before anything runs
     opened = _open_model(model, providers, threads, expose_if=expose_if, tf32=tf32,
                          conv_search=conv_search)
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
@@ -514,7 +543,13 @@ def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, 
 
     show_progress = progress or (not quiet and sys.stderr.isatty())
     with ScanProgress(show_progress) as bar:
-        result = scan(opened, paths, options, progress=bar, notify=notify)
+        if engine.engine == "dask" or any(isinstance(p, str) for p in paths):
+            from .engines import scan_on
+
+            result = scan_on(engine, opened, paths, options, progress=bar, notify=notify,
+                             expose_if=expose_if)
+        else:
+            result = scan(opened, paths, options, progress=bar, notify=notify)
     report = build_report(opened.graph.to_json(), result, rare)
     write_reports(report, targets)
     if as_json:
