@@ -33,10 +33,10 @@ def main(spec_path: str) -> int:
     session = ort.InferenceSession(spec["model"], providers=spec["providers"])
     picture = Image.open(spec["image"]).convert("RGB")
     x = (np.asarray(picture, dtype=np.float32) / 255).transpose(2, 0, 1)[None]
-    names = [t for _, t in spec["tensors"]]
+    names = [t[1] for t in spec["tensors"]]
     outputs = dict(zip(names, session.run(names, {spec["input"]: x}), strict=True))
     os.makedirs(spec["out"], exist_ok=True)
-    for stem, tensor in spec["tensors"]:
+    for stem, tensor, *_ in spec["tensors"]:
         fmap = outputs[tensor][0]
         n = fmap.shape[0]
         cols = 8

@@ -47,13 +47,10 @@ def test_quick_benchmark_writes_the_table(tmp_path):
     assert run["pixels_compared"] > 0 and run["overlay_compared"] > 0
     memory = results["memory"]["rows"]
     assert memory[0]["passes"] == 1 and memory[-1]["passes"] > 1
-    # the floor script draws exactly fmviz's pixels, or its timing would compare other work.
-    # Issue 13 changed fmviz's pictures (scale rule, separator colour, labels, colour bars,
-    # overlays); benchmarks/floor.py still draws the v1 pictures until it is brought up to date.
-    if run["pixels_differ"] or run["overlay_differ"]:
-        import pytest
-
-        pytest.xfail("benchmarks/floor.py draws the v1 pictures (issue 13 changed fmviz's)")
+    # the floor script draws exactly fmviz's files (with fmviz's drawing functions), or its
+    # timing would compare other work
+    assert run["pixels_differ"] == 0 and run["overlay_differ"] == 0, run
+    assert set(run["render_ms"]) >= {"1", "2"}
 
 
 def test_gpu_benchmark_dry_run_on_the_cpu(tmp_path):
