@@ -521,3 +521,71 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+# ----------------------------------------------------------------------------- exemplars
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--out", default="fmviz-exemplars", show_default=True,
+              type=click.Path(file_okay=False), help="Output folder.")
+@selection_options
+@input_options
+@click.option("--top", type=click.IntRange(min=1), default=9, show_default=True,
+              help="Inputs kept per channel.")
+@click.option("--score", type=click.Choice(["max", "mean"]), default="max", show_default=True,
+              help="Rank inputs by the channel's maximum over positions, or its mean.")
+@click.option("--max-channels", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Channels drawn per layer (the most selective first).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Inputs per batch (default 16; a model with a fixed batch size uses it).")
+@click.option("--limit", type=click.IntRange(min=1), help="Scan only the first N inputs.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Threads decoding inputs ahead of inference (default: up to 4).")
+@click.option("--strict", is_flag=True, help="Stop with exit 2 at the first unreadable input.")
+@click.option("--html", is_flag=True, help="Also write index.html: a browsable page.")
+@click.option("--json", "as_json", is_flag=True, help="Print exemplars.json on stdout.")
+@click.option("--progress", is_flag=True, help="Show a progress bar even when stderr is no "
+              "terminal.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary, notices or progress.")
+@debug_option
+def exemplars(model, inputs, out, patterns, stage, expose_if, providers, threads, top, score,
+              max_channels, batch_size, limit, workers, strict, html, as_json, progress, quiet,
+              debug, **kwargs) -> None:
+    """Find, per channel, the INPUTs that make it fire most, and show where.
+
+    Streams INPUTs (files, folders, '-' for paths on stdin) like dead-filters and keeps per
+    channel the --top inputs with the highest score and the position of that maximum; then cuts
+    each winner's receptive field out of the original input. Writes OUT/exemplars.json and per
+    layer NNN-<name>.exemplars.png (a row per channel, its crops in order of score).
+
+    \b
+    Example:
+        fmviz exemplars models/digits_cnn.onnx samples/ -o ex/
+        fmviz exemplars model.onnx photos/ --layers 'conv3*' --top 16 --html
+    """
+    from .exemplars import ExemplarOptions, find_exemplars, write_exemplars
+    from .scan import collect_inputs
+
+    input_options = _input_options(kwargs)
+    options = ExemplarOptions(
+        patterns=tuple(patterns), stage=stage, inputs=input_options, top=top, score=score,
+        batch_size=batch_size, strict=strict, limit=limit, workers=workers,
+    )
+    options.validate()
+    paths = collect_inputs(inputs)
+    opened = _open_model(model, providers, threads, expose_if=expose_if)
+    notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
+    from .reports.console import ScanProgress
+
+    show_progress = progress or (not quiet and sys.stderr.isatty())
+    with ScanProgress(show_progress) as bar:
+        result = find_exemplars(opened, paths, options, progress=bar, notify=notify)
+    report = write_exemplars(opened, result, input_options, Path(out), max_channels, html)
+    if as_json:
+        click.echo(json.dumps(report, separators=(",", ":")))
+    elif not quiet:
+        _stderr(f"{result.inputs_scanned} inputs scanned, {len(result.skipped)} skipped; "
+                f"{len(report['layers'])} layers written to {out}")
