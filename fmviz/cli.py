@@ -244,9 +244,14 @@ def cli(debug: bool) -> None:
 @click.argument("model", type=click.Path(dir_okay=True))
 @stage_option
 @expose_if_option
+@click.option(
+    "--size",
+    type=SizeType(),
+    help="Resolve dynamic image sizes as if fed N or WxH (shapes and receptive fields).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @debug_option
-def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) -> None:
+def layers(model: str, stage: str, expose_if: bool, size, as_json: bool, debug: bool) -> None:
     """List a model's convolution layers in topological order.
 
     \b
@@ -255,12 +260,22 @@ def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) 
         fmviz layers model.onnx --stage pre --json | jq '.layers[].tensor'
     """
     from .graph import load_model
+    from .graph.receptive_table import layer_fields, resolved_shapes
 
     graph = load_model(model, expose_if=expose_if)
+    fields = layer_fields(graph, stage, size)
+    shapes = resolved_shapes(graph, stage, size) if size is not None else {}
+    rows = []
+    for layer in graph.layers:
+        row = layer.to_json(stage)
+        row["receptive_field"], row["input_stride"] = fields.get(layer.index, (None, None))
+        if layer.index in shapes:
+            row["shape"] = shapes[layer.index]
+        rows.append(row)
     document = {
         "model": graph.to_json(),
         "stage": stage,
-        "layers": [layer.to_json(stage) for layer in graph.layers],
+        "layers": rows,
         "unreachable": [u.to_json() for u in graph.unreachable],
     }
     if as_json:

@@ -33,10 +33,9 @@ def _number(value: float):
 
 def field_json(probe) -> tuple[list | None, list | None]:
     """``receptive_field`` and ``input_stride`` of a probe (null unless exactly known)."""
-    field = probe.field
-    if field is None or not field.exact or any(a.size is None for a in field.axes):
-        return None, None
-    return ([int(a.size) for a in field.axes], [_number(a.stride) for a in field.axes])
+    from ..probes import field_sizes
+
+    return field_sizes(probe.field)
 
 
 def build_report(model_json: dict, result, located, shown, files: Mapping[int, str]) -> dict:
