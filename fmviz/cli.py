@@ -604,3 +604,38 @@ def exemplars(model, inputs, out, patterns, stage, expose_if, providers, threads
     elif not quiet:
         _stderr(f"{result.inputs_scanned} inputs scanned, {len(result.skipped)} skipped; "
                 f"{len(report['layers'])} layers written to {out}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.option("--layers", "patterns", multiple=True, metavar="PATTERN",
+              help="Shell glob on layer or tensor name, or re:REGEX (repeatable; default: the "
+              "first convolution).")
+@click.option("-o", "--out", default="fmviz-filters", show_default=True,
+              type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--max-channels", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Output channels drawn per layer (largest L2 norm first).")
+@click.option("--json", "as_json", is_flag=True, help="Print filters.json on stdout.")
+@debug_option
+def filters(model, patterns, out, max_channels, as_json, debug) -> None:
+    """Draw convolution weights: colour templates for a first RGB layer, greyscale tiles per
+    input channel for others, line plots for 1-D kernels; per-channel L2 norms in JSON.
+
+    \b
+    Example:
+        fmviz filters models/digits_cnn.onnx -o filters/
+        fmviz filters model.onnx --layers 're:.*conv1.*' --json
+    """
+    from .filters import draw_filters
+    from .graph import load_model
+
+    graph = load_model(model)
+    report = draw_filters(graph, patterns, Path(out), max_channels)
+    if as_json:
+        click.echo(json.dumps(report, separators=(",", ":")))
+    else:
+        for layer in report["layers"]:
+            near = layer.get("near_zero") or []
+            drawn = layer.get("files", {}).get("filters") or layer.get("note")
+            _stderr(f"{layer['index']} {layer['name']}: {drawn}; {len(near)} near-zero "
+                    "filter(s)")
