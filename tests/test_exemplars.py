@@ -152,14 +152,15 @@ def test_crops_in_png_equal_source_pixels(planted, tmp_path):
     report = write_exemplars(model, result, options.inputs, tmp_path / "out", max_channels=2)
     layer = report["layers"][1]
     picture = np.asarray(Image.open(tmp_path / "out" / layer["files"]["exemplars"]).convert("RGB"))
+    crops = 0
     for row, c in enumerate(layer["shown_channels"]):
         for rank, entry in enumerate(layer["exemplars"][c]):
             source = np.asarray(Image.open(entry["path"]).convert("RGB"))
             i, j = entry["position"]
             unclipped = [2 * i - 1, 2 * j - 1, 2 * i + 2, 2 * j + 2]  # top, left, bottom, right
-            ys, xs = crop_cell(unclipped)
+            ys, xs, (ry, rx, h, w) = crop_cell(unclipped, SIZE, SIZE)
             x0, y0 = tile_origin(row, rank)
-            tile = picture[y0:y0 + TILE, x0:x0 + TILE]
+            tile = picture[y0 + ry:y0 + ry + h, x0 + rx:x0 + rx + w]
             inside_y = (ys >= 0) & (ys < SIZE)
             inside_x = (xs >= 0) & (xs < SIZE)
             want = source[np.ix_(ys[inside_y], xs[inside_x])]
@@ -168,7 +169,8 @@ def test_crops_in_png_equal_source_pixels(planted, tmp_path):
                 outside = tile[~inside_y] if not inside_y.all() else tile[:, ~inside_x]
                 assert set(map(tuple, outside.reshape(-1, 3))) <= {(150, 150, 150),
                                                                    (190, 190, 190)}
-    assert picture.shape[1] >= LABEL_W + 3 * TILE
+            crops += 1
+    assert crops == 6 and picture.shape[1] >= LABEL_W + 3 * TILE
 
 
 def _key(result):

@@ -42,33 +42,58 @@ def hatch(height: int, width: int) -> np.ndarray:
     return out
 
 
+PAD_SHOWN = 0.125  # at most this fraction of the field's size is drawn as padding per side
+
+
+def crop_window(box: Sequence[float], height: int, width: int, size: int = TILE
+                ) -> tuple[tuple[float, float, float, float], tuple[int, int, int, int]]:
+    """Where a crop of ``box`` = ``[top, left, bottom, right]`` (original pixels, unclipped)
+    reads the picture and where it lands in the tile.
+
+    The field is cut to the picture, plus at most ``PAD_SHOWN`` of its size of padding on each
+    side (a deep layer's field is many times the picture: drawn whole, the picture would be a
+    speck in a sea of padding; the hatched margin still says that the field goes on). The
+    region keeps its aspect ratio: it is scaled to fit ``size`` x ``size`` and centred.
+    Returns the region ``(top, left, bottom, right)`` and the tile rectangle ``(y, x, h, w)``.
+    """
+    top, left, bottom, right = (float(v) for v in box)
+    margin_y = PAD_SHOWN * (bottom - top)
+    margin_x = PAD_SHOWN * (right - left)
+    top, bottom = max(top, -margin_y), min(bottom, height + margin_y)
+    left, right = max(left, -margin_x), min(right, width + margin_x)
+    span_y, span_x = max(bottom - top, 1e-9), max(right - left, 1e-9)
+    scale = size / max(span_y, span_x)
+    h = min(size, max(1, round(span_y * scale)))
+    w = min(size, max(1, round(span_x * scale)))
+    return (top, left, bottom, right), ((size - h) // 2, (size - w) // 2, h, w)
+
+
+def crop_cell(box: Sequence[float], height: int, width: int, size: int = TILE
+              ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """The source row and column each pixel of a :func:`crop_picture` tile's drawn rectangle
+    samples (nearest, at the pixel's centre), and that rectangle ``(y, x, h, w)``."""
+    (top, left, bottom, right), rect = crop_window(box, height, width, size)
+    _, _, h, w = rect
+    ys = np.floor(top + (np.arange(h) + 0.5) * (bottom - top) / h).astype(np.int64)
+    xs = np.floor(left + (np.arange(w) + 0.5) * (right - left) / w).astype(np.int64)
+    return ys, xs, rect
+
+
 def crop_picture(picture: np.ndarray, box: Sequence[float], size: int = TILE) -> np.ndarray:
-    """The region ``box`` = ``[top, left, bottom, right]`` (original pixels, unclipped, may pass
-    the edges) of ``picture`` ([H, W, 3] uint8) at ``size`` x ``size``; outside the picture: the
-    padding hatch. Pixels are sampled at the centres of the tile's cells (nearest), so a crop
-    can be checked against the source pixel by pixel."""
-    top, left, bottom, right = (float(v) for v in box)
+    """The receptive field ``box`` = ``[top, left, bottom, right]`` (original pixels,
+    unclipped) of ``picture`` ([H, W, 3] uint8) as a ``size`` x ``size`` tile (see
+    :func:`crop_window`): picture pixels sampled at cell centres, the padding beyond the
+    picture's edges as a grey hatch, the rest of the tile (aspect ratio) background."""
     height, width = picture.shape[:2]
-    out = hatch(size, size)
-    step_y = (bottom - top) / size
-    step_x = (right - left) / size
-    ys = np.floor(top + (np.arange(size) + 0.5) * step_y).astype(np.int64)
-    xs = np.floor(left + (np.arange(size) + 0.5) * step_x).astype(np.int64)
-    inside_y = (ys >= 0) & (ys < height)
-    inside_x = (xs >= 0) & (xs < width)
-    rows = np.flatnonzero(inside_y)
-    cols = np.flatnonzero(inside_x)
+    ys, xs, (y0, x0, h, w) = crop_cell(box, height, width, size)
+    out = np.full((size, size, 3), BACKGROUND, dtype=np.uint8)
+    region = hatch(h, w)
+    rows = np.flatnonzero((ys >= 0) & (ys < height))
+    cols = np.flatnonzero((xs >= 0) & (xs < width))
     if rows.size and cols.size:
-        out[np.ix_(rows, cols)] = picture[np.ix_(ys[rows], xs[cols])]
+        region[np.ix_(rows, cols)] = picture[np.ix_(ys[rows], xs[cols])]
+    out[y0:y0 + h, x0:x0 + w] = region
     return out
-
-
-def crop_cell(box: Sequence[float], size: int = TILE) -> tuple[np.ndarray, np.ndarray]:
-    """The source row and column each cell of a :func:`crop_picture` tile samples (for tests)."""
-    top, left, bottom, right = (float(v) for v in box)
-    ys = np.floor(top + (np.arange(size) + 0.5) * (bottom - top) / size).astype(np.int64)
-    xs = np.floor(left + (np.arange(size) + 0.5) * (right - left) / size).astype(np.int64)
-    return ys, xs
 
 
 def snippet(signal: np.ndarray, window: Sequence[float], original: int,
