@@ -291,3 +291,36 @@ def test_series_windows_planted(tmp_path):
             assert entry["box"] == [max(2 * centre - 2, 0), min(2 * centre + 3, 64)]
     picture = Image.open(out / layer["files"]["exemplars"])
     assert picture.size[0] > LABEL_W and picture.size[1] > 20
+
+
+def test_html_page_click_shows_input_box_and_map(planted, tmp_path):
+    from tests.browser import Watch, launch
+
+    model_path, files = planted
+    out = tmp_path / "html"
+    assert main(["exemplars", str(model_path), str(files[0].parent), "-o", str(out), "--top",
+                 "2", "--preset", "raw", "--html", "-q"]) == 0
+    report = json.loads((out / "exemplars.json").read_text())
+    layer = report["layers"][1]
+    first = layer["exemplars"][layer["shown_channels"][0]][0]
+    with launch() as browser:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        watch = Watch.attach(page)
+        page.goto((out / "index.html").as_uri())
+        crops = page.locator("figure.crop")
+        assert crops.count() == sum(
+            len(item["exemplars"][c]) for item in report["layers"] for c in item["shown_channels"])
+        page.locator("#layer-1 figure.crop").first.click()
+        assert page.locator("#viewer").is_visible()
+        assert first["path"] in page.locator("#viewer-title").text_content()
+        assert page.locator("#viewer-map").is_visible()
+        rect = page.locator("#viewer-rect").bounding_box()
+        picture = page.locator("#viewer-input").bounding_box()
+        x0, y0, x1, y1 = first["box"]
+        scale = picture["width"] / SIZE
+        assert abs(rect["x"] - picture["x"] - x0 * scale) <= 2
+        assert abs(rect["width"] - (x1 - x0) * scale) <= 4
+        assert abs(rect["y"] - picture["y"] - y0 * scale) <= 2
+        page.keyboard.press("Escape")
+        assert not page.locator("#viewer").is_visible()
+        assert watch.problems() == {}
