@@ -577,7 +577,6 @@ def cut_crops(model: Model, result: ExemplarResult, options: InputOptions,
     """Locate the shown channels' winners and cut their crops, reading each winning input once
     (and, with ``html``, running it once more to keep the winning channels' maps)."""
     from .inputs import spatial_axes
-    from .inputs.images import open_picture
     from .render import exemplars as draw
 
     target = model.primary_input(options)
@@ -590,9 +589,12 @@ def cut_crops(model: Model, result: ExemplarResult, options: InputOptions,
         crops.located = located
         picture = None
         if prepared.kind == "image":
+            # the decoded picture the loader keeps for overlays (oriented, long side <= 2048):
+            # no second decode; boxes scale to it from the original's pixels
             try:
-                image, _ = open_picture(Path(prepared.path), options.max_pixels)
-                picture = np.asarray(image.convert("RGB"))
+                display = prepared.overlay_picture()
+                picture = np.asarray(display.convert("RGB") if display.mode != "RGB"
+                                     else display)
             except Exception:
                 picture = None
         elif prepared.kind == "tensor" and len(axes) == 2:
@@ -602,7 +604,12 @@ def cut_crops(model: Model, result: ExemplarResult, options: InputOptions,
             if entry.unclipped is None:
                 continue
             if len(axes) == 2 and picture is not None:
-                tiles[(layer, c, rank)] = draw.crop_picture(picture, entry.unclipped)
+                box = entry.unclipped
+                if entry.geometry is not None:
+                    sy = picture.shape[0] / max(entry.geometry.original[0], 1)
+                    sx = picture.shape[1] / max(entry.geometry.original[1], 1)
+                    box = [box[0] * sy, box[1] * sx, box[2] * sy, box[3] * sx]
+                tiles[(layer, c, rank)] = draw.crop_picture(picture, box)
             elif len(axes) == 1 and prepared.signal is not None:
                 original = (entry.geometry.original[0] if entry.geometry
                             else prepared.signal.shape[1])

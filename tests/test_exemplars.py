@@ -324,3 +324,16 @@ def test_html_page_click_shows_input_box_and_map(planted, tmp_path):
         page.keyboard.press("Escape")
         assert not page.locator("#viewer").is_visible()
         assert watch.problems() == {}
+
+
+def test_geometry_follows_exif_orientation(tmp_path):
+    """A 40x20 picture whose EXIF says "rotate 90" is shown 20 wide and 40 high: boxes live in
+    that picture's pixels."""
+    model = open_model(save(planted_image_model(), tmp_path / "m.onnx"))
+    image = Image.fromarray(np.zeros((20, 40, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.jpg"
+    image.save(path, exif=exif.tobytes())
+    where = geometry(model.prepare(path), (-2, -1))
+    assert where.original == (40, 20) and where.scale == (40 / 32, 20 / 32)
