@@ -243,16 +243,20 @@ class ExemplarResult:
         """Per channel of the ``layer``-th probe, its top inputs, best first."""
         top = self.tops[layer]
         channels: list[list[Winner]] = []
+        scores, paths, index = top.scores.tolist(), top.paths.tolist(), top.index.tolist()
+        rows, flat, shapes = top.row.tolist(), top.position.tolist(), top.shape.tolist()
         for c in range(top.channels):
             found = []
             for j in range(top.k):
-                if top.index[c, j] < 0:
+                if index[c][j] < 0:
                     break
-                shape = tuple(int(d) for d in top.shape[c, j])
-                position = tuple(int(p) for p in np.unravel_index(int(top.position[c, j]), shape)
-                                 ) if shape else ()
-                found.append(Winner(str(top.paths[c, j]), int(top.index[c, j]),
-                                    int(top.row[c, j]), float(top.scores[c, j]), position))
+                position = []
+                rest = flat[c][j]
+                for dim in reversed(shapes[c][j]):  # np.unravel_index, C order
+                    position.append(rest % dim if dim else 0)
+                    rest = rest // dim if dim else 0
+                found.append(Winner(paths[c][j], index[c][j], rows[c][j], scores[c][j],
+                                    tuple(reversed(position))))
             channels.append(found)
         return channels
 
@@ -698,7 +702,10 @@ def write_exemplars(model: Model, result: ExemplarResult, options: InputOptions,
     report = build_report(model.graph.to_json(), result, crops.located, crops.shown, files)
     import json
 
-    atomic_write_text(folder / "exemplars.json", json.dumps(report, indent=1) + "\n")
+    # compact: json's C encoder (indent would take the slow pure-Python one: seconds for the
+    # tens of thousands of exemplars of a large model)
+    atomic_write_text(folder / "exemplars.json",
+                      json.dumps(report, separators=(",", ":")) + "\n")
     if html:
         write_html(folder / "index.html", report, crops)
     return report

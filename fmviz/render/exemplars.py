@@ -32,8 +32,19 @@ SERIES_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), 
                   (140, 86, 75), (227, 119, 194), (127, 127, 127)]
 
 
+_HATCH: list[np.ndarray] = []
+
+
 def hatch(height: int, width: int) -> np.ndarray:
-    """The padding pattern: diagonal grey stripes, [H, W, 3] uint8."""
+    """The padding pattern: diagonal grey stripes, [H, W, 3] uint8 (a fresh array)."""
+    if height <= 256 and width <= 256:
+        if not _HATCH:
+            _HATCH.append(_hatch(256, 256))
+        return _HATCH[0][:height, :width].copy()
+    return _hatch(height, width)
+
+
+def _hatch(height: int, width: int) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width]
     stripe = ((x + y) // 3) % 2 == 0
     out = np.empty((height, width, 3), dtype=np.uint8)
