@@ -152,6 +152,29 @@ class TopK:
                     take(shape), self.count + other.count, np.asarray(total, dtype=np.float64),
                     np.asarray(total_sq, dtype=np.float64))
 
+    def rows(self, channels: np.ndarray) -> TopK:
+        """The TopK of ``channels`` only (no totals)."""
+        return TopK(self.scores[channels], self.paths[channels], self.index[channels],
+                    self.row[channels], self.position[channels], self.shape[channels])
+
+    def update(self, batch: TopK) -> TopK:
+        """:meth:`merge` with a batch, sorting only the channels where a new input can enter
+        (a score at least the worst kept, or a free slot): after the first batches that is a
+        few channels per batch. Same result as ``merge``."""
+        could = (self.index[:, -1] < 0) | (batch.scores >= self.scores[:, -1:]).any(axis=1)
+        channels = np.flatnonzero(could)
+        merged = self.rows(channels).merge(batch.rows(channels)) if channels.size else None
+        width = max(self.paths.dtype.itemsize, batch.paths.dtype.itemsize) // 4
+        out = TopK(self.scores.copy(), self.paths.astype(f"<U{max(width, 1)}"),
+                   self.index.copy(), self.row.copy(), self.position.copy(), self.shape.copy(),
+                   self.count + batch.count,
+                   (self.total if self.total is not None else 0) + batch.total,
+                   (self.total_sq if self.total_sq is not None else 0) + batch.total_sq)
+        if merged is not None:
+            for name in ("scores", "paths", "index", "row", "position", "shape"):
+                getattr(out, name)[channels] = getattr(merged, name)
+        return out
+
     def selectivity(self) -> np.ndarray:
         """Per channel: how far its top inputs' mean score stands above the mean score of all
         inputs, in standard deviations of those scores (0 where nothing varies)."""
@@ -312,9 +335,10 @@ class ExemplarScanner(Scanner):
                 for item in group:
                     self._run_group([item], partial)
             return
-        paths = np.array([str(i.path) for i in group for _ in range(i.rows.shape[0])])
-        index = np.array([i.index for i in group for _ in range(i.rows.shape[0])], dtype=np.int64)
-        row = np.concatenate([np.arange(i.rows.shape[0]) for i in group]).astype(np.int64)
+        counts = [(i, i.rows.shape[0]) for i in group if i.rows is not None]
+        paths = np.array([str(i.path) for i, n in counts for _ in range(n)])
+        index = np.array([i.index for i, n in counts for _ in range(n)], dtype=np.int64)
+        row = np.concatenate([np.arange(n) for _, n in counts]).astype(np.int64)
         k = self.exemplar_options.top
         for at, (probe, (scores, argmax, shape)) in enumerate(
                 zip(self.probes, scored, strict=True)):
@@ -339,7 +363,7 @@ class ExemplarScanner(Scanner):
                 shape=np.broadcast_to(np.asarray(shape[2:], dtype=np.int64), (channels, n, dims)),
                 count=n, total=finite.sum(axis=1), total_sq=np.square(finite).sum(axis=1),
             )
-            partial.tops[at] = current.merge(batch)
+            partial.tops[at] = current.update(batch)
         partial.inputs_scanned += len(group)
         partial.samples += rows.shape[0]
 
@@ -408,6 +432,7 @@ def find_exemplars(
     if not todo:
         raise InputError("no input files to scan")
     partial = scanner.scan(todo, progress=progress, total=len(todo))
+    assert isinstance(partial, ExemplarPartial)
     return scanner.result(partial, len(todo))
 
 
@@ -693,7 +718,7 @@ def write_exemplars(model: Model, result: ExemplarResult, options: InputOptions,
                 rows.append(draw.Row(c, tiles, scores))
         receptive, stride = field_json(probe)
         about = (f"field {'x'.join(map(str, receptive))} stride {'x'.join(map(str, stride))}"
-                 if receptive else "field: whole input (not exactly known)")
+                 if receptive and stride else "field: whole input (not exactly known)")
         title = (f"{probe.index} {probe.name}  top {result.top} by {result.score}  {about}  "
                  f"{len(rows)} of {result.tops[at].channels} channels, most selective first")
         name = f"{probe.index:03d}-{safe_name(probe.name)}.exemplars.png"
