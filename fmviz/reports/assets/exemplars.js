@@ -9,7 +9,8 @@
 
   function show(detail) {
     title.textContent = detail.layer + "  channel " + detail.channel + "  #" + detail.rank +
-      "  score " + detail.score + "  " + detail.path +
+      "  score " + (detail.score === null ? "-" : Number(detail.score).toPrecision(4)) +
+      "  " + detail.path +
       (detail.box ? "  box " + JSON.stringify(detail.box) : "");
     if (detail.input !== null && detail.input !== undefined) {
       input.src = data.inputs[detail.input];
