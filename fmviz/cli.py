@@ -280,9 +280,14 @@ def cli(debug: bool) -> None:
 @click.argument("model", type=click.Path(dir_okay=True))
 @stage_option
 @expose_if_option
+@click.option(
+    "--size",
+    type=SizeType(),
+    help="Resolve dynamic image sizes as if fed N or WxH (shapes and receptive fields).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @debug_option
-def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) -> None:
+def layers(model: str, stage: str, expose_if: bool, size, as_json: bool, debug: bool) -> None:
     """List a model's convolution layers in topological order.
 
     \b
@@ -291,12 +296,22 @@ def layers(model: str, stage: str, expose_if: bool, as_json: bool, debug: bool) 
         fmviz layers model.onnx --stage pre --json | jq '.layers[].tensor'
     """
     from .graph import load_model
+    from .graph.receptive_table import layer_fields, resolved_shapes
 
     graph = load_model(model, expose_if=expose_if)
+    fields = layer_fields(graph, stage, size)
+    shapes = resolved_shapes(graph, stage, size) if size is not None else {}
+    rows = []
+    for layer in graph.layers:
+        row = layer.to_json(stage)
+        row["receptive_field"], row["input_stride"] = fields.get(layer.index, (None, None))
+        if layer.index in shapes:
+            row["shape"] = shapes[layer.index]
+        rows.append(row)
     document = {
         "model": graph.to_json(),
         "stage": stage,
-        "layers": [layer.to_json(stage) for layer in graph.layers],
+        "layers": rows,
         "unreachable": [u.to_json() for u in graph.unreachable],
     }
     if as_json:
@@ -634,3 +649,106 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+# ----------------------------------------------------------------------------- exemplars
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--out", default="fmviz-exemplars", show_default=True,
+              type=click.Path(file_okay=False), help="Output folder.")
+@selection_options
+@input_options
+@click.option("--top", type=click.IntRange(min=1), default=9, show_default=True,
+              help="Inputs kept per channel.")
+@click.option("--score", type=click.Choice(["max", "mean"]), default="max", show_default=True,
+              help="Rank inputs by the channel's maximum over positions, or its mean.")
+@click.option("--max-channels", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Channels drawn per layer (the most selective first).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Inputs per batch (default 16; a model with a fixed batch size uses it).")
+@click.option("--limit", type=click.IntRange(min=1), help="Scan only the first N inputs.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Threads decoding inputs ahead of inference (default: up to 4).")
+@click.option("--strict", is_flag=True, help="Stop with exit 2 at the first unreadable input.")
+@click.option("--html", is_flag=True, help="Also write index.html: a browsable page.")
+@click.option("--json", "as_json", is_flag=True, help="Print exemplars.json on stdout.")
+@click.option("--progress", is_flag=True, help="Show a progress bar even when stderr is no "
+              "terminal.")
+@click.option("--quiet", "-q", is_flag=True, help="No summary, notices or progress.")
+@debug_option
+def exemplars(model, inputs, out, patterns, stage, expose_if, providers, threads, top, score,
+              max_channels, batch_size, limit, workers, strict, html, as_json, progress, quiet,
+              debug, **kwargs) -> None:
+    """Find, per channel, the INPUTs that make it fire most, and show where.
+
+    Streams INPUTs (files, folders, '-' for paths on stdin) like dead-filters and keeps per
+    channel the --top inputs with the highest score and the position of that maximum; then cuts
+    each winner's receptive field out of the original input. Writes OUT/exemplars.json and per
+    layer NNN-<name>.exemplars.png (a row per channel, its crops in order of score).
+
+    \b
+    Example:
+        fmviz exemplars models/digits_cnn.onnx samples/ -o ex/
+        fmviz exemplars model.onnx photos/ --layers 'conv3*' --top 16 --html
+    """
+    from .exemplars import ExemplarOptions, find_exemplars, write_exemplars
+    from .scan import collect_inputs
+
+    input_options = _input_options(kwargs)
+    options = ExemplarOptions(
+        patterns=tuple(patterns), stage=stage, inputs=input_options, top=top, score=score,
+        batch_size=batch_size, strict=strict, limit=limit, workers=workers,
+    )
+    options.validate()
+    paths = collect_inputs(inputs)
+    opened = _open_model(model, providers, threads, expose_if=expose_if)
+    notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
+    from .reports.console import ScanProgress
+
+    show_progress = progress or (not quiet and sys.stderr.isatty())
+    with ScanProgress(show_progress) as bar:
+        result = find_exemplars(opened, paths, options, progress=bar, notify=notify)
+    report = write_exemplars(opened, result, input_options, Path(out), max_channels, html)
+    if as_json:
+        click.echo(json.dumps(report, separators=(",", ":")))
+    elif not quiet:
+        _stderr(f"{result.inputs_scanned} inputs scanned, {len(result.skipped)} skipped; "
+                f"{len(report['layers'])} layers written to {out}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=True))
+@click.option("--layers", "patterns", multiple=True, metavar="PATTERN",
+              help="Shell glob on layer or tensor name, or re:REGEX (repeatable; default: the "
+              "first convolution).")
+@click.option("-o", "--out", default="fmviz-filters", show_default=True,
+              type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--max-channels", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Output channels drawn per layer (largest L2 norm first).")
+@click.option("--json", "as_json", is_flag=True, help="Print filters.json on stdout.")
+@debug_option
+def filters(model, patterns, out, max_channels, as_json, debug) -> None:
+    """Draw convolution weights: colour templates for a first RGB layer, greyscale tiles per
+    input channel for others, line plots for 1-D kernels; per-channel L2 norms in JSON.
+
+    \b
+    Example:
+        fmviz filters models/digits_cnn.onnx -o filters/
+        fmviz filters model.onnx --layers 're:.*conv1.*' --json
+    """
+    from .filters import draw_filters
+    from .graph import load_model
+
+    graph = load_model(model)
+    report = draw_filters(graph, patterns, Path(out), max_channels)
+    if as_json:
+        click.echo(json.dumps(report, separators=(",", ":")))
+    else:
+        for layer in report["layers"]:
+            near = layer.get("near_zero") or []
+            drawn = layer.get("files", {}).get("filters") or layer.get("note")
+            _stderr(f"{layer['index']} {layer['name']}: {drawn}; {len(near)} near-zero "
+                    "filter(s)")

@@ -124,3 +124,13 @@ def make_probes(
             )
         )
     return probes
+
+
+def field_sizes(field: Field | None) -> tuple[list[int] | None, list[int | float] | None]:
+    """``receptive_field`` and ``input_stride`` as SPEC's JSON has them: per input spatial axis
+    (``[h, w]`` or ``[t]``), both null unless the graph gives them exactly."""
+    if field is None or not field.exact or any(a.size is None for a in field.axes):
+        return None, None
+    strides = [int(a.stride) if float(a.stride).is_integer() else float(a.stride)
+               for a in field.axes]
+    return [int(a.size) for a in field.axes if a.size is not None], strides

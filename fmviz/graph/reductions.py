@@ -325,3 +325,91 @@ def numpy_reductions(array: np.ndarray, eps: float) -> dict[str, np.ndarray]:
         "nonfinite": (~finite).sum(axis=2).astype(np.int64),
         "positions": np.full(n, flat.shape[2], dtype=np.int64),
     }
+
+
+# ----------------------------------------------------------------------------- exemplar scores
+
+
+@dataclass(frozen=True)
+class ScoreOutputs:
+    """The outputs :func:`score_model` added for one tensor: ``[N, C]`` scores, the flat
+    index of each channel's maximum (``[N, C]`` int64) and the tensor's shape."""
+
+    tensor: str
+    score: str
+    argmax: str
+    shape: str
+
+    def names(self) -> list[str]:
+        return [self.score, self.argmax, self.shape]
+
+
+SCORES = ("max", "mean")
+
+
+def score_model(
+    model: ModelGraph, targets: Sequence[Target], score: str = "max"
+) -> tuple[bytes, list[ScoreOutputs]]:
+    """The model with, for each target ``[N, C, ...]``, per-channel scores (``max`` or
+    ``mean`` over positions) and the flat position of each channel's maximum as outputs.
+
+    Two passes over each map (a ReduceMax or ReduceMean, and an ArgMax, whose ties go to the
+    first position), inserted next to the node that makes it, as :func:`reduction_model` does.
+    """
+    if score not in SCORES:
+        raise ValueError(f"score {score!r}: choose {' or '.join(SCORES)}")
+    shell = model.shell()
+    graph = shell.graph
+    opset = opset_version(shell)
+    prefix = NameAllocator.for_graph(graph).fresh_prefix("fmviz_scores")
+    targets = list({t.tensor: t for t in targets}.values())
+    types = _elem_types(graph, model.shape_info.elem_types, {t.tensor for t in targets})
+    producer_position = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    axes = f"{prefix}/axes"
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([2], dtype=np.int64), axes),
+        numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), f"{prefix}/shape3"),
+    ])
+    inserts: list[tuple[int, list[onnx.NodeProto]]] = []
+    described: list[ScoreOutputs] = []
+    for number, target in enumerate(targets):
+        p = f"{prefix}/{number}"
+        nodes: list[onnx.NodeProto] = []
+        node = _NodeMaker(nodes, p)
+        x = target.tensor
+        elem = types.get(x, TensorProto.UINT8 if target.quantized else TensorProto.FLOAT)
+        if elem not in (TensorProto.FLOAT, TensorProto.DOUBLE):
+            x = node("Cast", [x], "float", to=TensorProto.FLOAT)
+            elem = TensorProto.FLOAT
+        flat = node("Reshape", [x, f"{prefix}/shape3"], "flat")
+        op = "ReduceMax" if score == "max" else "ReduceMean"
+        names = ScoreOutputs(
+            tensor=target.tensor,
+            score=_add(nodes, _reduce(op, flat, f"{p}/score", opset, axes, f"{p}/score")),
+            argmax=_add(nodes, helper.make_node("ArgMax", [flat], [f"{p}/argmax"],
+                                                name=f"{p}/argmax", axis=2, keepdims=0)),
+            shape=node("Shape", [target.tensor], "shape"),
+        )
+        inserts.append((producer_position.get(target.tensor, -1), nodes))
+        graph.output.extend([
+            helper.make_tensor_value_info(names.score, elem, None),
+            helper.make_tensor_value_info(names.argmax, TensorProto.INT64, None),
+            helper.make_tensor_value_info(names.shape, TensorProto.INT64, None),
+        ])
+        described.append(names)
+    inserts.sort(key=lambda item: item[0])
+    shift = 0
+    for position, nodes in inserts:
+        at = position + 1 + shift
+        for k, new_node in enumerate(nodes):
+            graph.node.insert(at + k, new_node)
+        shift += len(nodes)
+    return model.serialize(shell), described
+
+
+def numpy_scores(array: np.ndarray, score: str = "max") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`score_model`'s outputs in numpy (float64 scores, first maximum's flat index)."""
+    n, c = array.shape[:2]
+    flat = array.reshape(n, c, -1).astype(np.float64)
+    values = flat.max(axis=2) if score == "max" else flat.mean(axis=2)
+    return values, flat.argmax(axis=2).astype(np.int64)

@@ -37,11 +37,19 @@ def print_layers(document: dict, console: Console | None = None) -> None:
         f"[bold]{escape(model['path'])}[/]  opset {model['opset']}  inputs: {escape(inputs)}"
     )
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("#", "name", "op", "kernel", "stride", "groups", "channels", "activation",
-                   f"tensor ({document['stage']})", "shape"):
-        table.add_column(column, overflow="fold", no_wrap=column not in ("name", "tensor"))
+    columns = ("#", "name", "op", "kernel", "stride", "groups", "channels", "activation",
+               "field", "in stride", f"tensor ({document['stage']})", "shape")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+
+    def dims(values) -> str:
+        return "x".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+    rows = []
     for layer in document["layers"]:
-        table.add_row(
+        field = layer.get("receptive_field")
+        stride = layer.get("input_stride")
+        rows.append((
             str(layer["index"]),
             escape(layer["name"]),
             escape(layer["op"]),
@@ -50,11 +58,25 @@ def print_layers(document: dict, console: Console | None = None) -> None:
             str(layer["groups"]),
             str(layer["channels"]) if layer["channels"] is not None else "?",
             escape(layer["activation"] or "-"),
+            dims(field) if field else "-",
+            dims(stride) if stride else "-",
             escape(layer["tensor"]),
             escape(format_shape(layer["shape"])),
-        )
-    console.print(table)
-    console.print(f"{len(document['layers'])} layers")
+        ))
+    for row in rows:
+        table.add_row(*row)
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    widths = [max([cell_len(c) for c in columns[i:i + 1]]
+                  + [cell_len(Text.from_markup(row[i]).plain) for row in rows])
+              for i in range(len(columns))]
+    if sum(widths) + 2 * (len(columns) - 1) > console.width:
+        _print_layers_narrow(console, rows, document["stage"])
+        console.print(f"{len(document['layers'])} layers")
+    else:
+        console.print(table)
+        console.print(f"{len(document['layers'])} layers")
     unreachable = document.get("unreachable") or []
     if unreachable:
         console.print(
@@ -67,6 +89,20 @@ def print_layers(document: dict, console: Console | None = None) -> None:
                     f"{item['subgraph']}"
                 )
             )
+
+
+def _print_layers_narrow(console: Console, rows: list[tuple], stage: str) -> None:
+    """The layer table for a terminal too narrow for one line per layer: per layer, its
+    index, name, op, channels and activation first (never cut: a long name wraps), then the
+    kernel, strides and field, then the tensor and shape on an indented line of their own."""
+    console.print(f"[bold]#  name  op  channels  activation[/]  kernel stride groups\n"
+                  f"   field  in-stride  tensor ({stage})  shape")
+    for (index, name, op, kernel, stride, groups, channels, activation, field, in_stride,
+         tensor, shape) in rows:
+        console.print(f"[bold]{index}  {name}[/]  {op}  {channels}ch  {activation}  "
+                      f"k{kernel} s{stride} g{groups}")
+        console.print(f"   field {field}  in-stride {in_stride}  {tensor}  {shape}",
+                      style="dim")
 
 
 def print_dead_filters(report: dict, console: Console | None = None, top: int = 10) -> None:
