@@ -340,6 +340,9 @@ class Runner:
                                  [o.name for o in self.graph.proto.graph.output]
                                  if name in outputs}),
             )
+            # a suspended generator keeps its locals: let this pass's maps and (uncached) pass
+            # session go before the next pass opens its own, or two passes' memory would meet
+            del outputs, session
             started = time.perf_counter()
 
     def _with_hint(self, exc: RejectedInput, prepared: PreparedInput, primary: ModelInput,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import time
@@ -58,8 +59,10 @@ def run(
         for notice in first.notices:
             notify(notice)
         folder = input_folder(out, stems.allocate(Path(path).stem))  # never through a link
+        captures = itertools.chain([first], passes)
+        del first  # the pass's maps go as soon as its layers are drawn
         with folder_lock(folder):  # a concurrent run into the same folder: a clear error
-            manifest = write_outputs(model, itertools.chain([first], passes), folder, options)
+            manifest = write_outputs(model, captures, folder, options)
         yield folder, manifest
 
 
@@ -103,7 +106,10 @@ def write_outputs(
                 entries.append(entry)
                 if add_array is not None:
                     add_array(probe.tensor, capture.maps[probe.index])
-            last = capture
+            # keep what the manifest needs, not the maps: the next pass runs while these
+            # names still hold their values
+            last = dataclasses.replace(capture, maps={}, outputs={})
+            del capture, draw
     if last is None:  # no pass at all: no layer was chosen (select() refuses that earlier)
         raise ValueError("write_outputs needs at least one capture")
     rendered = time.perf_counter()
