@@ -670,8 +670,7 @@ def _silence_stdout() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1),
               help="Inputs per batch (default 16; a model with a fixed batch size uses it).")
 @click.option("--limit", type=click.IntRange(min=1), help="Scan only the first N inputs.")
-@click.option("--workers", type=click.IntRange(min=1),
-              help="Threads decoding inputs ahead of inference (default: up to 4).")
+@engine_options
 @click.option("--strict", is_flag=True, help="Stop with exit 2 at the first unreadable input.")
 @click.option("--html", is_flag=True, help="Also write index.html: a browsable page.")
 @click.option("--json", "as_json", is_flag=True, help="Print exemplars.json on stdout.")
@@ -680,7 +679,7 @@ def _silence_stdout() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No summary, notices or progress.")
 @debug_option
 def exemplars(model, inputs, out, patterns, stage, expose_if, providers, threads, top, score,
-              max_channels, batch_size, limit, workers, strict, html, as_json, progress, quiet,
+              max_channels, batch_size, limit, strict, html, as_json, progress, quiet,
               debug, **kwargs) -> None:
     """Find, per channel, the INPUTs that make it fire most, and show where.
 
@@ -693,24 +692,36 @@ def exemplars(model, inputs, out, patterns, stage, expose_if, providers, threads
     Example:
         fmviz exemplars models/digits_cnn.onnx samples/ -o ex/
         fmviz exemplars model.onnx photos/ --layers 'conv3*' --top 16 --html
+        fmviz exemplars model.onnx s3://bucket/photos/ --engine dask --scheduler tcp://head:8786
     """
-    from .exemplars import ExemplarOptions, find_exemplars, write_exemplars
+    from .engines import collect_any
+    from .exemplars import ExemplarOptions, ExemplarScanner, find_exemplars, write_exemplars
     from .scan import collect_inputs
 
     input_options = _input_options(kwargs)
+    engine = _engine_options(kwargs)
     options = ExemplarOptions(
         patterns=tuple(patterns), stage=stage, inputs=input_options, top=top, score=score,
-        batch_size=batch_size, strict=strict, limit=limit, workers=workers,
+        batch_size=batch_size, strict=strict, limit=limit,
+        workers=engine.workers if engine.engine == "local" else None,
     )
     options.validate()
-    paths = collect_inputs(inputs)
-    opened = _open_model(model, providers, threads, expose_if=expose_if)
+    paths = collect_any(inputs, collect_inputs)  # a missing path: an error before anything runs
+    opened = _open_model(model, providers, threads, expose_if=expose_if,
+                         tf32=kwargs.pop("tf32", False))
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
     from .reports.console import ScanProgress
 
     show_progress = progress or (not quiet and sys.stderr.isatty())
     with ScanProgress(show_progress) as bar:
-        result = find_exemplars(opened, paths, options, progress=bar, notify=notify)
+        if engine.engine == "dask" or any(isinstance(p, str) for p in paths):
+            from .engines import scan_on
+
+            # the winners' crops are cut below, on this machine (URL inputs read again)
+            result = scan_on(engine, opened, paths, options, ExemplarScanner, progress=bar,
+                             notify=notify, expose_if=expose_if)
+        else:
+            result = find_exemplars(opened, paths, options, progress=bar, notify=notify)
     report = write_exemplars(opened, result, input_options, Path(out), max_channels, html)
     if as_json:
         click.echo(json.dumps(report, separators=(",", ":")))

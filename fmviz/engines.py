@@ -176,7 +176,9 @@ def scan_items(scanner: ScannerProtocol, items: Sequence[Item], strict: bool = F
 
     Local paths go to ``scanner.scan`` as they are. URLs are read through fsspec into a
     temporary folder under their own names; one that cannot be fetched is skipped and listed
-    (an error with ``strict``), and the skipped list names the URL, not the temporary file.
+    (an error with ``strict``), and the skipped list names the URL, not the temporary file. A
+    scanner with a ``names`` attribute (its partial keeps input paths: exemplars) gets the
+    ``{temporary file: URL}`` map there while it scans, and keeps the URLs.
     """
     if not any(is_url(path) for _, path in items):
         return scanner.scan([Path(path) for _, path in items], first_index=items[0][0])
@@ -202,6 +204,9 @@ def scan_items(scanner: ScannerProtocol, items: Sequence[Item], strict: bool = F
             local.append((index, target, path))
         names = {str(where): original for _, where, original in local if where is not None}
         run: list[tuple[int, Path]] = []
+        renames = hasattr(scanner, "names")  # a scanner whose partial keeps input paths
+        if renames:
+            scanner.names = names  # type: ignore[attr-defined]
         try:
             for index, where, _ in [*local, (-1, None, "")]:
                 if where is not None and (not run or run[-1][0] + 1 == index):
@@ -215,6 +220,9 @@ def scan_items(scanner: ScannerProtocol, items: Sequence[Item], strict: bool = F
                 run = [(index, where)] if where is not None else []
         except FmvizError as exc:
             raise WorkerError.wrap(exc, names) from None
+        finally:
+            if renames:
+                scanner.names = {}  # type: ignore[attr-defined]
         return partial
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -23,7 +23,7 @@ draws them, :mod:`fmviz.reports.exemplars` writes the JSON and HTML).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,6 +305,9 @@ class ExemplarScanner(Scanner):
         super().__init__(model, options.scan_options(), notify)
         self.exemplar_options = options
         self._score_outputs: dict[str, ScoreOutputs] | None = None
+        # how partials name inputs: a URL's temporary copy -> its URL (fmviz.engines sets it
+        # while it scans fetched inputs, so paths and their tie-breaks are the URLs')
+        self.names: dict[str, str] = {}
 
     def empty(self) -> ExemplarPartial:  # type: ignore[override]
         return ExemplarPartial(tops=[None] * len(self.probes))
@@ -345,7 +348,9 @@ class ExemplarScanner(Scanner):
                     self._run_group([item], partial, total)
             return
         counts = [(i, i.rows.shape[0]) for i in group if i.rows is not None]
-        paths = np.array([str(i.path) for i, n in counts for _ in range(n)])
+        names = self.names
+        paths = np.array([names.get(str(i.path), str(i.path)) for i, n in counts
+                          for _ in range(n)])
         index = np.array([i.index for i, n in counts for _ in range(n)], dtype=np.int64)
         row = np.concatenate([np.arange(n) for _, n in counts]).astype(np.int64)
         k = self.exemplar_options.top
@@ -560,9 +565,11 @@ def locate(
         for c in chosen:
             for rank, winner in enumerate(per_channel[c]):
                 wanted.setdefault(winner.path, []).append((layer, c, rank))
-    for path in sorted(wanted):
+    for path, local in _readable(sorted(wanted)):
+        if local is None:  # a URL that cannot be read again: no box, no crop
+            continue
         try:
-            prepared = load_input(path, target, options)
+            prepared = load_input(local, target, options)
         except OptionError:
             raise
         except Exception:  # changed on disk since the scan: no box, no crop
@@ -577,6 +584,44 @@ def locate(
         if visit is not None:
             visit(prepared, wanted[path], located)
     return located
+
+
+URL_BATCH = 32  # winning URL inputs fetched (and held on disk) at a time
+
+
+def _readable(paths: Sequence[str]) -> Iterator[tuple[str, str | Path | None]]:
+    """``(path, local)`` per path, in order: a local path as it is; a URL (``memory://``,
+    ``s3://``, ...) read through :mod:`fmviz.inputs.remote` into a temporary file under its own
+    name (so the loader sees its extension), removed once the next batch is fetched; None for a
+    URL that cannot be read."""
+    import shutil
+    import tempfile
+
+    from .inputs.remote import fetch, is_url, url_name
+
+    for start in range(0, len(paths), URL_BATCH):
+        chunk = paths[start:start + URL_BATCH]
+        urls = [p for p in chunk if is_url(p)]
+        if not urls:
+            yield from ((p, p) for p in chunk)
+            continue
+        fetched = fetch(urls)
+        folder = Path(tempfile.mkdtemp(prefix="fmviz-exemplars-"))
+        try:
+            for n, path in enumerate(chunk):
+                if not is_url(path):
+                    yield path, path
+                    continue
+                data = fetched.get(path)
+                if not isinstance(data, bytes):
+                    yield path, None
+                    continue
+                local = folder / str(n) / url_name(path)
+                local.parent.mkdir()
+                local.write_bytes(data)
+                yield path, local
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -665,7 +710,9 @@ def _html_extras(model, result, prepared, picture, entries, crops: Crops, option
 
     from PIL import Image
 
-    path = str(prepared.path)
+    layer, c, rank = entries[0]  # the winner's own name (a URL's input is a temporary copy)
+    path = (crops.located[layer][c][rank].winner.path if crops.located
+            else str(prepared.path))
     if picture is not None and path not in crops.thumbnails:
         image = Image.fromarray(picture)
         image.thumbnail((320, 320))

@@ -365,3 +365,125 @@ def test_default_partition_size_balances_short_scans():
 
 def test_default_partitioning_gives_the_same_report(setup, cluster, local_report):
     assert_same_report(local_report, _dask(setup, cluster))
+
+
+# ----------------------------------------------------------------------------- exemplars
+
+
+EXEMPLAR_ARGS = ("--top", "4", "--preset", "raw", "--json", "--quiet")
+
+
+def _exemplars_cli(args) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["exemplars", *[str(a) for a in args]])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def exemplar_setup(tmp_path_factory):
+    """The planted exemplar model and pictures of tests/test_exemplars.py, and the local
+    engine's exemplars.json over them."""
+    from tests.test_exemplars import write_planted
+
+    root = tmp_path_factory.mktemp("exemplars")
+    model, files = write_planted(root)
+    out = root / "local"
+    code, text, err = _exemplars_cli([model, files[0].parent, "-o", out, *EXEMPLAR_ARGS])
+    assert code == 0, err
+    report = json.loads((out / "exemplars.json").read_text())
+    assert json.loads(text) == report
+    return {"root": root, "model": model, "files": files, "folder": files[0].parent,
+            "out": out, "report": report}
+
+
+def assert_same_exemplars(local: dict, remote: dict, name=lambda path: path) -> None:
+    """Same top-K inputs (``name`` maps the remote path to the local one), positions and
+    boxes; scores equal as float32."""
+    for key in ("schema", "model", "stage", "top", "score", "inputs_scanned", "skipped"):
+        assert remote[key] == local[key], key
+    assert len(remote["layers"]) == len(local["layers"])
+    for mine, theirs in zip(local["layers"], remote["layers"], strict=True):
+        for key in ("name", "tensor", "channels", "receptive_field", "input_stride",
+                    "shown_channels", "selectivity", "files"):
+            assert theirs[key] == mine[key], (mine["name"], key)
+        for c, (want, got) in enumerate(zip(mine["exemplars"], theirs["exemplars"],
+                                            strict=True)):
+            assert [name(e["path"]) for e in got] == [e["path"] for e in want], (mine["name"], c)
+            assert [e["position"] for e in got] == [e["position"] for e in want]
+            assert [e["box"] for e in got] == [e["box"] for e in want]
+            assert all(e["box"] is not None for e in got)
+            np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in want],
+                                       rtol=np.finfo(np.float32).eps, atol=0)
+
+
+def _same_pictures(a: Path, b: Path) -> None:
+    from PIL import Image
+
+    pictures = sorted(p.name for p in a.glob("*.exemplars.png"))
+    assert pictures and pictures == sorted(p.name for p in b.glob("*.exemplars.png"))
+    for name in pictures:
+        np.testing.assert_array_equal(np.asarray(Image.open(a / name)),
+                                      np.asarray(Image.open(b / name)), err_msg=name)
+
+
+def test_local_exemplars_have_the_planted_winners(exemplar_setup):
+    from tests.test_exemplars import _oracle
+
+    expected = _oracle(exemplar_setup["files"], 4)
+    for layer, want in zip(exemplar_setup["report"]["layers"], expected, strict=True):
+        for c in range(2):
+            got = layer["exemplars"][c]
+            assert [e["path"] for e in got] == [w[0] for w in want[c]]
+            assert [e["box"] for e in got] == [w[3] for w in want[c]]
+
+
+@pytest.mark.parametrize("size", [1, 7])
+def test_dask_exemplars_equal_local(exemplar_setup, cluster, tmp_path, size):
+    out = tmp_path / "dask"
+    code, text, err = _exemplars_cli([
+        exemplar_setup["model"], exemplar_setup["folder"], "-o", out, *EXEMPLAR_ARGS,
+        "--engine", "dask", "--scheduler", cluster.scheduler_address, "--partition-size", size])
+    assert code == 0, err
+    remote = json.loads((out / "exemplars.json").read_text())
+    assert json.loads(text) == remote
+    assert_same_exemplars(exemplar_setup["report"], remote)
+    _same_pictures(exemplar_setup["out"], out)  # the crops cut on the client
+
+
+@pytest.mark.parametrize("engine", ["dask", "local"])
+def test_exemplars_from_a_memory_folder(exemplar_setup, cluster, tmp_path, engine):
+    pytest.importorskip("fsspec", reason=REASON)
+    from distributed import Client
+
+    folder = f"/exemplars-{engine}"
+    files = {f"{folder}/{p.name}": p.read_bytes() for p in exemplar_setup["files"]}
+    _put_in_memory(files)  # here: for listing, and for the crops cut on the client
+    if engine == "dask":
+        with Client(cluster.scheduler_address, set_as_default=False) as client:
+            client.run(_put_in_memory, files)
+    out = tmp_path / "memory"
+    extra = (["--scheduler", cluster.scheduler_address, "--partition-size", 4]
+             if engine == "dask" else [])
+    code, text, err = _exemplars_cli([
+        exemplar_setup["model"], f"memory://{folder.lstrip('/')}", "-o", out, *EXEMPLAR_ARGS,
+        "--engine", engine, *extra, "--html"])
+    assert code == 0, err
+    remote = json.loads((out / "exemplars.json").read_text())
+    prefix = f"memory://{folder.lstrip('/')}/"
+    assert all(e["path"].startswith(prefix) for layer in remote["layers"]
+               for per_channel in layer["exemplars"] for e in per_channel)
+    local_folder = str(exemplar_setup["folder"])
+    assert_same_exemplars(exemplar_setup["report"], remote,
+                          lambda path: str(Path(local_folder) / path[len(prefix):]))
+    _same_pictures(exemplar_setup["out"], out)
+    page = (out / "index.html").read_text()
+    data = json.loads(page.split('id="fmviz-data">', 1)[1].split("</script>", 1)[0])
+    shown = {e["path"] for layer in remote["layers"] for c in layer["shown_channels"]
+             for e in layer["exemplars"][c]}
+    assert len(data["inputs"]) == len(shown)  # a thumbnail per winning URL, found by its URL
+    assert data["details"] and all(isinstance(d["input"], int) and d["path"] in shown
+                                   and d.get("map") for d in data["details"])

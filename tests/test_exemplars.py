@@ -99,6 +99,11 @@ def _oracle(files: list[Path], k: int):
 
 @pytest.fixture()
 def planted(tmp_path):
+    return write_planted(tmp_path)
+
+
+def write_planted(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """The planted model and 15 pictures (one a twin) under ``tmp_path``."""
     model = save(planted_image_model(), tmp_path / "planted.onnx")
     folder = tmp_path / "images"
     folder.mkdir()
