@@ -171,12 +171,7 @@ def reduction_model(
         nodes: list[onnx.NodeProto] = []
         node = _NodeMaker(nodes, p)
 
-        x = target.tensor
-        elem = types.get(x, TensorProto.UINT8 if target.quantized else TensorProto.FLOAT)
-        if elem not in (TensorProto.FLOAT, TensorProto.DOUBLE):
-            x = node("Cast", [x], "float", to=TensorProto.FLOAT)
-            elem = TensorProto.FLOAT
-        flat = node("Reshape", [x, f"{prefix}/shape3"], "flat")
+        flat, elem = _flat_float(node, target, types, prefix)
         minimum = _add(nodes, _reduce("ReduceMin", flat, f"{p}/min", opset, axes, f"{p}/min"))
         sums = _shifted_sums(node, nodes, flat, minimum, elem, prefix, p, opset)
         names = ReducedOutputs(
@@ -282,6 +277,19 @@ def _shifted_sums(node: _NodeMaker, nodes: list[onnx.NodeProto], flat: str, mini
     return total, squares
 
 
+def _flat_float(
+    node: _NodeMaker, target: Target, types: dict[str, int], prefix: str
+) -> tuple[str, int]:
+    """``target``'s map as ``[N, C, positions]`` in float32 (or its own float64), and that
+    element type: a quantized or integer map is cast to float first."""
+    x = target.tensor
+    elem = types.get(x, TensorProto.UINT8 if target.quantized else TensorProto.FLOAT)
+    if elem not in (TensorProto.FLOAT, TensorProto.DOUBLE):
+        x = node("Cast", [x], "float", to=TensorProto.FLOAT)
+        elem = TensorProto.FLOAT
+    return node("Reshape", [x, f"{prefix}/shape3"], "flat"), elem
+
+
 class _NodeMaker:
     """``make(op, inputs, out, **attrs)`` appends a node named and output ``<prefix>/<out>``."""
 
@@ -376,12 +384,7 @@ def score_model(
         p = f"{prefix}/{number}"
         nodes: list[onnx.NodeProto] = []
         node = _NodeMaker(nodes, p)
-        x = target.tensor
-        elem = types.get(x, TensorProto.UINT8 if target.quantized else TensorProto.FLOAT)
-        if elem not in (TensorProto.FLOAT, TensorProto.DOUBLE):
-            x = node("Cast", [x], "float", to=TensorProto.FLOAT)
-            elem = TensorProto.FLOAT
-        flat = node("Reshape", [x, f"{prefix}/shape3"], "flat")
+        flat, elem = _flat_float(node, target, types, prefix)
         op = "ReduceMax" if score == "max" else "ReduceMean"
         names = ScoreOutputs(
             tensor=target.tensor,
