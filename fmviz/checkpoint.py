@@ -86,6 +86,9 @@ def load_checkpoint(
                           "--checkpoint file")
 
     try:
+        from .inputs.safe import check_regular
+
+        check_regular(path)  # a FIFO named scan.npz is refused, never waited on
         with np.load(path, allow_pickle=False) as archive:
             header = json.loads(bytes(archive["header"]).decode("utf-8"))
             if not isinstance(header, dict) or header.get("schema") != CHECKPOINT_SCHEMA:

@@ -358,6 +358,9 @@ class PartialCheckpoint:
 
         if not self.path.exists():
             return None
+        from .inputs.safe import check_regular
+
+        check_regular(self.path)  # a FIFO named scan.npz is refused, never waited on
         try:
             with np.load(self.path, allow_pickle=False) as archive:
                 header = json.loads(bytes(archive["header"]).decode("utf-8"))

@@ -603,3 +603,17 @@ def test_ctrl_c_ends_a_scan_with_a_fifo_within_a_second(tmp_path):
             child.kill()
     assert code == 130
     assert elapsed < 1.0, elapsed
+
+
+def test_a_fifo_as_the_model_or_the_checkpoint_is_refused_at_once(tmp_path, capsys):
+    """A FIFO named model.onnx or scan.npz: a clear error, never a wait for a writer."""
+    model, checkpoint = tmp_path / "m.onnx", tmp_path / "c.npz"
+    os.mkfifo(model)
+    os.mkfifo(checkpoint)
+    assert main(["layers", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"Error: {model}: is a named pipe (FIFO), not a regular file; a model must be one\n"
+    ok = str(CORPUS / "models/ok.onnx")
+    assert main(["dead-filters", ok, str(CORPUS / "images/ok.png"), "--checkpoint",
+                 str(checkpoint), "-q"]) == 2
+    assert "is a named pipe (FIFO), not a regular file" in capsys.readouterr().err

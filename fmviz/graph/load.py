@@ -232,8 +232,15 @@ def load_model(path: str | os.PathLike, expose_if: bool = False) -> ModelGraph:
         raise ModelError(f"{path}: no such file")
     if path.is_dir():
         raise ModelError(f"{path}: is a folder, not an ONNX model file")
-    try:
-        data = path.read_bytes()
+    from ..errors import InputError
+    from ..inputs.safe import open_regular  # imported here: fmviz.inputs imports this package
+
+    try:  # only a regular file: a FIFO or /dev/zero named model.onnx never blocks or floods
+        with open_regular(path) as handle:
+            data = handle.read()
+    except InputError as exc:
+        raise ModelError(str(exc).replace("only regular files are inputs",
+                                          "a model must be one")) from exc
     except OSError as exc:
         raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     if not data:
