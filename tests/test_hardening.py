@@ -612,7 +612,8 @@ def test_a_fifo_as_the_model_or_the_checkpoint_is_refused_at_once(tmp_path, caps
     os.mkfifo(checkpoint)
     assert main(["layers", str(model)]) == 2
     err = capsys.readouterr().err
-    assert err == f"Error: {model}: is a named pipe (FIFO), not a regular file; a model must be one\n"
+    assert err == (f"Error: {model}: is a named pipe (FIFO), not a regular file; a model must "
+                   "be one\n")
     ok = str(CORPUS / "models/ok.onnx")
     assert main(["dead-filters", ok, str(CORPUS / "images/ok.png"), "--checkpoint",
                  str(checkpoint), "-q"]) == 2
