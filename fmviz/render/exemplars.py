@@ -172,7 +172,10 @@ def exemplar_image(rows: Sequence[Row], k: int, title: str = "",
     with its score underneath. Tiles start at ``x = LABEL_W + j * (w + GAP)`` and ``y =
     HEADER_H + i * (h + CAPTION_H + GAP)`` (see :func:`tile_origin`)."""
     tw, th = tile
-    width = LABEL_W + k * (tw + GAP)
+    font = ImageFont.load_default()
+    # as wide as the tiles, or as the title when it is longer (tiles keep their places)
+    title_w = int(np.ceil(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(title, font=font)))
+    width = max(LABEL_W + k * (tw + GAP), title_w + 8)
     height = HEADER_H + max(len(rows), 1) * (th + CAPTION_H + GAP)
     canvas = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
     for i, row in enumerate(rows):
@@ -181,7 +184,6 @@ def exemplar_image(rows: Sequence[Row], k: int, title: str = "",
             canvas[y:y + th, x:x + tw] = pixels
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
     if title:
         draw.text((4, 3), title, fill=TEXT, font=font)
     if not rows:
