@@ -879,7 +879,7 @@ def overlay_image(
         scaled = np.clip((values - lo) / span, 0.0, 1.0)
     else:
         scaled = np.zeros_like(values)
-    base = picture.convert("RGB")
+    base = picture if picture.mode == "RGB" else picture.convert("RGB")  # never modified
     long_side = max(base.size)
     if 0 < long_side < OVERLAY_MIN_SIDE:
         factor = math.ceil(OVERLAY_MIN_SIDE / long_side)
@@ -905,24 +905,27 @@ def _with_rgb_bar(image: Image.Image, lut: np.ndarray, lo: float, hi: float,
     """``image`` with a white panel on its right: the colour ramp, hi at the top, lo at the
     bottom, and what the values are."""
     height = max(image.height, 96)
-    out = Image.new("RGB", (image.width + _PANEL_WIDTH, height), (255, 255, 255))
-    out.paste(image, (0, 0))
-    bar_x = image.width + _BAR_X
+    # The panel is drawn on its own (small) image and joined to the picture with one copy:
+    # drawing on the whole joined picture would copy it twice more per overlay.
+    panel = np.full((height, _PANEL_WIDTH, 3), 255, dtype=np.uint8)
     bar_top, bar_bottom = _BAR_TOP, height - _BAR_BOTTOM_MARGIN
     bar_h = bar_bottom - bar_top
     ramp = np.rint(np.linspace(LEVELS - 1, 0, bar_h)).astype(np.intp)
-    pixels = np.asarray(out).copy()
-    pixels[bar_top:bar_bottom, bar_x : bar_x + _BAR_WIDTH] = np.asarray(lut)[ramp][:, None, :]
-    out = Image.fromarray(pixels)
-    draw = ImageDraw.Draw(out)
-    draw.rectangle((bar_x - 1, bar_top - 1, bar_x + _BAR_WIDTH, bar_bottom), outline=(0, 0, 0))
+    panel[bar_top:bar_bottom, _BAR_X : _BAR_X + _BAR_WIDTH] = np.asarray(lut)[ramp][:, None, :]
+    side = Image.fromarray(panel)
+    draw = ImageDraw.Draw(side)
+    draw.rectangle((_BAR_X - 1, bar_top - 1, _BAR_X + _BAR_WIDTH, bar_bottom), outline=(0, 0, 0))
     font = _font()
     for y, text in ((bar_top, f"{hi:.3g}"), (bar_bottom - 1, f"{lo:.3g}")):
-        draw.line((bar_x + _BAR_WIDTH, y, bar_x + _BAR_WIDTH + 3, y), fill=(0, 0, 0))
+        draw.line((_BAR_X + _BAR_WIDTH, y, _BAR_X + _BAR_WIDTH + 3, y), fill=(0, 0, 0))
         left, top, _, bottom = draw.textbbox((0, 0), text, font=font)
-        draw.text((image.width + _LABEL_X - left, round(y - (top + bottom) / 2)), text,
-                  fill=(0, 0, 0), font=font)
+        draw.text((_LABEL_X - left, round(y - (top + bottom) / 2)), text, fill=(0, 0, 0),
+                  font=font)
     left, _, right, _ = draw.textbbox((0, 0), what, font=font)
-    cx = image.width + max(2, (_PANEL_WIDTH - (right - left)) // 2)
+    cx = max(2, (_PANEL_WIDTH - (right - left)) // 2)
     draw.text((cx - left, bar_bottom + 8), what, fill=(0, 0, 0), font=font)
-    return out
+    picture = np.asarray(image)
+    if picture.shape[0] < height:  # a picture shorter than the bar: white below it
+        picture = np.concatenate(
+            [picture, np.full((height - picture.shape[0], picture.shape[1], 3), 255, np.uint8)])
+    return Image.fromarray(np.concatenate([picture, np.asarray(side)], axis=1))
