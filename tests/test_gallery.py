@@ -1,4 +1,4 @@
-"""fmviz.gallery: the run page (``fmviz run --html``) and the dead-filter page.
+"""fmviz.reports.gallery: the run page (``fmviz run --html``) and the dead-filter page.
 
 Two kinds of test: plain ones that parse the HTML (escaping, no URLs, files that exist), and
 ``browser`` ones that open the pages from file:// in a headless Chromium (see tests/browser.py;

@@ -1,5 +1,5 @@
 """Every tensor rank renders (3-D convolutions, [N, C] strips, empty maps), extra model inputs
-get feeds, and convolutions inside ``If`` branches can be threaded out (fmviz.controlflow)."""
+get feeds, and convolutions inside ``If`` branches can be threaded out (fmviz.graph.controlflow)."""
 
 from __future__ import annotations
 

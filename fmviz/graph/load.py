@@ -225,7 +225,7 @@ def load_model(path: str | os.PathLike, expose_if: bool = False) -> ModelGraph:
     External data is read only from inside the model's folder; anything that is not an ONNX
     model raises :class:`ModelError` naming the file. With ``expose_if``, convolutions inside
     ``If`` branches are threaded out as extra outputs of their ``If`` (see
-    :mod:`fmviz.controlflow`) and become layers; those in ``Loop``/``Scan`` stay unreachable.
+    :mod:`fmviz.graph.controlflow`) and become layers; those in ``Loop``/``Scan`` stay unreachable.
     """
     path = Path(path)
     if not path.exists():

@@ -13,15 +13,13 @@ One picture per layer, ``{stem}.series.png``::
              0        100        200     t (input samples)
 
 **Time alignment.** Output index ``j`` of a layer is centred on input sample
-``offset + stride * j``. The two numbers are derived from the model (:func:`time_axes`): starting
-from the fed input, every node on the way composes its own effect on the time axis, so that a
-Conv or pool with kernel ``k``, stride ``s``, dilation ``d`` and leading pad ``p`` maps
-``(S, O)`` to ``(S * s, O + S * (d * (k - 1) / 2 - p))``; ConvTranspose divides instead, Pad and
-Slice shift, element-wise ops, normalisations and channel concatenations keep it, and Transpose,
-Unsqueeze, Squeeze and Reshape move the time axis around. Where the path holds anything else
-(Resize, a time-axis Concat, control flow) or no model is given, the fallback is the length
-ratio: ``stride = L_in / L_out`` rounded to a whole number (or its inverse), with the layer's span
-centred on the input. The manifest's ``time_axis`` says which was used.
+``offset + stride * j``. The two numbers come from the layer's probe (:attr:`Probe.time_axis`),
+which :mod:`fmviz.graph.receptive` derives from the strides, pads and dilations on the path from
+the input (exact, or an estimate where a ConvTranspose or SAME padding makes it uneven: the
+manifest's ``time_axis.method`` then says ``graph-estimate``). Where the graph does not say
+(Resize, a time-axis Concat, control flow) or the answer does not fit the lengths, the fallback
+is the length ratio: ``stride = L_in / L_out`` rounded to a whole number (or its inverse), with
+the layer's span centred on the input (``length-ratio``).
 
 **Display only.** Each pixel column stands for a span of input samples. Lanes draw the min..max
 envelope of the samples in a column (plus the line to its neighbours), so a one-sample spike in a

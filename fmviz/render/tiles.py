@@ -521,7 +521,7 @@ def colormap_lut(name: str) -> np.ndarray:
     """uint8 [LEVELS, 3]: matplotlib colour map ``name`` sampled at LEVELS evenly spaced points.
 
     The returned array is cached and read-only. The default maps come from built-in tables
-    (:mod:`fmviz.colormap_tables`), so only other maps import matplotlib.
+    (:mod:`fmviz.render.colormap_tables`), so only other maps import matplotlib.
     """
     from .colormap_tables import TABLES
 
