@@ -211,10 +211,21 @@ engine_options = _compose(
 def _engine_options(kwargs: dict):
     from .engines import EngineOptions
 
-    return EngineOptions(engine=kwargs.pop("engine", "local"),
-                         scheduler=kwargs.pop("scheduler", None),
-                         workers=kwargs.pop("workers", None),
-                         partition_size=kwargs.pop("partition_size", None))
+    engine = EngineOptions(engine=kwargs.pop("engine", "local"),
+                           scheduler=kwargs.pop("scheduler", None),
+                           workers=kwargs.pop("workers", None),
+                           partition_size=kwargs.pop("partition_size", None))
+    if engine.engine == "local" and engine.scheduler is not None:  # never accepted and ignored
+        raise click.UsageError("--scheduler is for --engine dask (this scan runs locally)")
+    return engine
+
+
+def _check_partitions(engine, paths) -> None:
+    """--partition-size shapes the dask engine's tasks and a local scan of URLs; refuse it
+    where it would change nothing (a local scan of local files)."""
+    if engine.engine == "local" and engine.partition_size is not None and not any(
+            isinstance(p, str) for p in paths):
+        raise click.UsageError("--partition-size is for --engine dask or URL inputs")
 
 
 def _input_options(kwargs: dict):
@@ -416,10 +427,12 @@ def run(model, inputs, out, patterns, stage, expose_if, providers, threads, tf32
     )
     from .inputs.collect import collect_inputs
 
-    paths = [str(p) for p in collect_inputs(inputs, unique=False)]  # files, folders and '-'
+    paths: list[str] = []  # files, folders and '-', each walked once
     for item in inputs:
-        if item != "-" and Path(item).is_dir() and not collect_inputs([item]):
+        found = [str(p) for p in collect_inputs([item], unique=False)]
+        if not found and item != "-" and Path(item).is_dir():
             raise click.UsageError(f"{item}: no image, series or tensor files in this folder")
+        paths += found
     if not paths:
         raise click.UsageError("no input paths were given (stdin was empty)")
     opened = _open_model(model, providers, threads, max_memory, expose_if, tf32=tf32)
@@ -433,16 +446,6 @@ def run(model, inputs, out, patterns, stage, expose_if, providers, threads, tf32
                 f"{manifest['input']['path']} -> {folder}/  {len(manifest['layers'])} layers, "
                 f"{pictures} pictures ({', '.join(manifest['providers'])})"
             )
-
-
-def _expand_stdin(inputs) -> list[str]:
-    paths: list[str] = []
-    for item in inputs:
-        if item == "-":
-            paths.extend(line.strip() for line in sys.stdin if line.strip())
-        else:
-            paths.append(item)
-    return paths
 
 
 @cli.command("providers")
@@ -551,6 +554,8 @@ def dead_filters(model, inputs, patterns, stage, expose_if, providers, threads, 
     from .engines import collect_any
 
     paths = collect_any(inputs, collect_inputs)  # a missing path: an error before anything runs
+
+    _check_partitions(engine, paths)
     opened = _open_model(model, providers, threads, expose_if=expose_if, tf32=tf32,
                          conv_search=conv_search)
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))
@@ -707,6 +712,7 @@ def exemplars(model, inputs, out, patterns, stage, expose_if, providers, threads
     )
     options.validate()
     paths = collect_any(inputs, collect_inputs)  # a missing path: an error before anything runs
+    _check_partitions(engine, paths)
     opened = _open_model(model, providers, threads, expose_if=expose_if,
                          tf32=kwargs.pop("tf32", False))
     notify = (lambda message: None) if quiet else (lambda message: _stderr(f"note: {message}"))

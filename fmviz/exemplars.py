@@ -30,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from .crash import named_call
-from .errors import InputError, ModelError, OptionError, RejectedInput
+from .errors import FmvizError, InputError, ModelError, OptionError, RejectedInput
 from .graph.reductions import SCORES, ScoreOutputs, Target, numpy_scores, score_model
 from .inputs import InputOptions, PreparedInput, load_input
 from .model import Model
 from .probes import Probe
+from .render.png import encode_png
 from .scan import Progress, Scanner, ScanOptions, _Decoded, _without_path
 
 __all__ = ["DEFAULT_TOP", "ExemplarOptions", "ExemplarPartial", "ExemplarResult",
@@ -723,7 +724,7 @@ def _html_extras(model, result, prepared, picture, entries, crops: Crops, option
     probes = [result.probes[i] for i in layers]
     try:
         capture = model.capture(prepared, probes, options=options)
-    except Exception:
+    except FmvizError:  # the input no longer loads or runs: no map for the page, said nowhere
         return
     for layer, c, rank in entries:
         winner = crops.located[layer][c][rank].winner if crops.located else None
@@ -739,9 +740,7 @@ def _html_extras(model, result, prepared, picture, entries, crops: Crops, option
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
         grey = (np.clip(np.nan_to_num(scaled), 0, 1) * 255).round().astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(grey, mode="L").save(buffer, format="PNG")
-        crops.maps[(layer, c, rank)] = buffer.getvalue()
+        crops.maps[(layer, c, rank)] = encode_png(grey)
 
 
 def write_exemplars(model: Model, result: ExemplarResult, options: InputOptions, out: Path,

@@ -386,3 +386,14 @@ def test_expose_if_makes_convolutions_in_if_branches_layers(files, capsys):
     assert set(entries["then_conv"]["files"]) == {"grid", "heatmap", "overlay"}
     assert entries["else_conv"]["view"] == "empty" and entries["else_conv"]["files"] == {}
     assert manifest["input"]["feeds"]["flag"]["value"] == 1.0
+
+
+def test_cluster_options_are_refused_where_they_would_change_nothing(capsys):
+    """--scheduler is for the dask engine and --partition-size for dask or URL inputs: with
+    the local engine on local files they would be accepted and ignored, so they are refused."""
+    model, sample = str(REPO / "models/digits_cnn.onnx"), str(REPO / "samples/digit-3.png")
+    assert main(["dead-filters", model, sample, "--scheduler", "tcp://head:8786", "-q"]) == 2
+    assert "--scheduler is for --engine dask" in capsys.readouterr().err
+    assert main(["exemplars", model, sample, "--partition-size", "4", "-q", "-o",
+                 "/nonexistent-never-written"]) == 2
+    assert "--partition-size is for --engine dask or URL inputs" in capsys.readouterr().err

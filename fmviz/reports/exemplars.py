@@ -11,15 +11,14 @@ JSON that cannot close its script element, and the script only uses ``textConten
 from __future__ import annotations
 
 import base64
-import html
-import io
 import secrets
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from .. import __version__
-from .gallery import _asset, _num, _script_json
+from ..render.png import encode_png
+from .gallery import _asset, _e, _num, _script_json
 
 SCHEMA = "fmviz/exemplars/1"
 
@@ -91,20 +90,8 @@ def build_report(model_json: dict, result, located, shown, files: Mapping[int, s
 # ----------------------------------------------------------------------------- HTML
 
 
-def _e(value) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
 def _data_uri(kind: str, data: bytes) -> str:
     return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def page_html(report: dict, crops) -> str:
@@ -147,9 +134,10 @@ def page_html(report: dict, crops) -> str:
                 if (at, c, rank) in crops.maps:
                     detail["map"] = _data_uri("image/png", crops.maps[(at, c, rank)])
                 details.append(detail)
+                source = _data_uri("image/png", encode_png(tile))
                 cells.append(
                     f'<figure class="crop" data-detail="{len(details) - 1}" tabindex="0">'
-                    f'<img src="{_data_uri("image/png", _png(tile))}" alt="channel {c} #{rank + 1}"'
+                    f'<img src="{source}" alt="channel {c} #{rank + 1}"'
                     f' title="{_e(entry["path"])}"><figcaption>{_num(entry["score"])}'
                     "</figcaption></figure>"
                 )
