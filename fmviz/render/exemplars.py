@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from . import tiles
 
 TILE = 72  # pixels of one crop
 SNIPPET = (120, 48)  # width, height of one series snippet
@@ -172,7 +174,7 @@ def exemplar_image(rows: Sequence[Row], k: int, title: str = "",
     with its score underneath. Tiles start at ``x = LABEL_W + j * (w + GAP)`` and ``y =
     HEADER_H + i * (h + CAPTION_H + GAP)`` (see :func:`tile_origin`)."""
     tw, th = tile
-    font = ImageFont.load_default()
+    font = tiles._font()
     # as wide as the tiles, or as the title when it is longer (tiles keep their places)
     title_w = int(np.ceil(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(title, font=font)))
     width = max(LABEL_W + k * (tw + GAP), title_w + 8)

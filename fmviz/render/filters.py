@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from . import tiles
 from .exemplars import SERIES_COLOURS
 
 BACKGROUND = (255, 255, 255)
@@ -49,7 +50,7 @@ def _finish(canvas: np.ndarray, title: Sequence[str], labels: Sequence[tuple[int
             ) -> Image.Image:
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
+    font = tiles._font()
     for i, line in enumerate(title):
         draw.text((4, 2 + 12 * i), line, fill=TEXT, font=font)
     for x, y, text in labels:

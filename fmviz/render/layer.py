@@ -114,10 +114,9 @@ def render_layer(
         channel = options.overlay_channel
         if channel is not None and channel >= maps.shape[0]:
             channel = None  # the layer has no such channel: its energy instead
-        values = tiles.overlay_values(maps, channel)
-        o_lo, o_hi = tiles.overlay_range(values)
-        save_png(tiles.overlay_image(maps, picture, options.alpha, channel=channel),
-                 folder / files["overlay"])
+        overlay, o_lo, o_hi = tiles.overlay_with_range(maps, picture, options.alpha,
+                                                       channel=channel)
+        save_png(overlay, folder / files["overlay"])
         fields["overlay"] = {"shows": "energy" if channel is None else "channel",
                              "channel": channel, "lo": o_lo, "hi": o_hi}
     scale_lo, scale_hi = (lo, hi) if normalize == "layer" else (None, None)

@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from ..inputs import PreparedInput
 from ..probes import Probe
@@ -218,22 +217,13 @@ def _finite_min(maps: np.ndarray) -> float:
     return float(maps.min()) if finite.all() else float(maps[finite].min())
 
 
-_local = threading.local()
-
-
-def _font():
-    # One font per thread: layers render in a thread pool and a FreeType face is not meant to
-    # be shared between threads (loading the default font takes ~0.05 ms).
-    font = getattr(_local, "font", None)
-    if font is None:
-        font = _local.font = ImageFont.load_default()
-    return font
+_font = tiles._font
 
 
 @functools.lru_cache(maxsize=32)
 def _palette(cmap: str) -> list[int]:
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[: tiles.LEVELS] = tiles.colormap_lut(cmap)
+    """The grid's palette of ``cmap`` with this view's own special colours."""
+    table = np.asarray(tiles._palette(tiles.colormap_lut(cmap)), dtype=np.uint8).reshape(256, 3)
     for index, rgb in _COLOURS.items():
         table[index] = rgb
     return table.ravel().tolist()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -641,7 +642,7 @@ def heatmap_image(tiles: Tiles, cmap: str, normalize: str) -> Image.Image:
     image = _p_image(canvas, _palette(lut))
     draw = ImageDraw.Draw(image)
     draw.fontmode = "1"  # Pillow's default for "P"; anti-aliasing would invent indices
-    font = ImageFont.load_default()
+    font = _font()
     draw.rectangle(
         (bar_x - 1, bar_top - 1, bar_x + _BAR_WIDTH, bar_bottom), outline=TEXT
     )  # 1-px frame
@@ -720,9 +721,16 @@ def bar_labels(tiles: Tiles, normalize: str) -> tuple[list[str], list[str]]:
 # --------------------------------------------------------------------------- labels, strips
 
 
-@functools.lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _font():
-    return ImageFont.load_default()
+    """Pillow's default font, one per thread: layers render in a thread pool and a FreeType
+    face is not meant to be shared between threads (loading it takes ~0.05 ms)."""
+    font = getattr(_local, "font", None)
+    if font is None:
+        font = _local.font = ImageFont.load_default()
+    return font
 
 
 def _text_size(draw: ImageDraw.ImageDraw, text: str) -> tuple[int, int, int, int]:
@@ -861,6 +869,18 @@ def overlay_image(
     channel: int | None = None,
     colour_bar: bool = True,
 ) -> Image.Image:
+    """The overlay picture of :func:`overlay_with_range`."""
+    return overlay_with_range(maps, picture, alpha, cmap, channel, colour_bar)[0]
+
+
+def overlay_with_range(
+    maps: np.ndarray,
+    picture: Image.Image,
+    alpha: float = 0.5,
+    cmap: str = "inferno",
+    channel: int | None = None,
+    colour_bar: bool = True,
+) -> tuple[Image.Image, float, float]:
     """Blend what the layer shows (its energy, or channel ``channel``) over ``picture``.
 
     The values v (:func:`overlay_values`) are scaled between robust percentiles
@@ -868,7 +888,7 @@ def overlay_image(
     pixel is ``picture * (1 - alpha*e) + colour(e) * alpha*e``, so quiet regions keep the picture
     and hot regions take the colour map. Pictures under OVERLAY_MIN_SIDE pixels are upscaled by
     a whole factor first (nearest neighbour). With ``colour_bar`` a panel on the right states
-    what the colours stand for and the range.
+    what the colours stand for and the range. Returns the picture and the range (lo, hi).
     """
     alpha = _check_alpha(alpha)
     lut = colormap_lut(cmap)
@@ -895,9 +915,9 @@ def overlay_image(
     mask = Image.fromarray(np.rint(e * (alpha * 255)).astype(np.uint8))  # mode "L"
     blended = Image.composite(colour, base, mask)
     if not colour_bar:
-        return blended
+        return blended, lo, hi
     what = "mean |a|" if channel is None else f"ch {channel}"
-    return _with_rgb_bar(blended, lut, lo, hi, what)
+    return _with_rgb_bar(blended, lut, lo, hi, what), lo, hi
 
 
 def _with_rgb_bar(image: Image.Image, lut: np.ndarray, lo: float, hi: float,
