@@ -41,6 +41,7 @@ import numpy as np
 
 from .errors import FmvizError, InputError, OptionError
 from .inputs.remote import INSTALL_HINT, fetch, is_url, url_name
+from .session import GPU_PROVIDERS  # providers whose tasks ask for a GPU worker
 
 __all__ = ["DEFAULT_PARTITION_SIZE", "ENGINES", "CheckpointStore", "EngineOptions",
            "MergeablePartial", "PartialCheckpoint", "ScannerFactory", "ScannerProtocol",
@@ -48,8 +49,6 @@ __all__ = ["DEFAULT_PARTITION_SIZE", "ENGINES", "CheckpointStore", "EngineOption
 
 ENGINES = ("local", "dask")
 DEFAULT_PARTITION_SIZE = 64  # a ~1 MB partial per 64 inputs: small next to what it summarises
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
-                 "MIGraphXExecutionProvider", "DmlExecutionProvider")
 Progress = Callable[[int, int], None]
 P = TypeVar("P")
 Item = tuple[int, str]  # (index in the whole scan, path or URL)
@@ -667,10 +666,7 @@ def scan_sequential(model, paths: Sequence[str | Path], options,
     done = 0
     progress(done, len(todo))
     for _, items in _partitions(todo, partition_size or DEFAULT_PARTITION_SIZE):
-        try:
-            merged.merge(scan_items(scanner, items, bool(getattr(options, "strict", False))))
-        except WorkerError:
-            raise
+        merged.merge(scan_items(scanner, items, bool(getattr(options, "strict", False))))
         done += len(items)
         progress(done, len(todo))
     return scanner.result(merged, len(todo))
@@ -735,5 +731,5 @@ def scan_on(engine: EngineOptions, model, paths: Sequence[str | Path], options,
             len(probes))
     return scan_dask(model, paths, options, engine, factory, progress=progress, notify=notify,
                      checkpoint=checkpoint,
-                     checkpoint_every=getattr(options, "checkpoint_every", 256) or 256,
+                     checkpoint_every=getattr(options, "checkpoint_every", 64),
                      expose_if=expose_if)

@@ -12,7 +12,7 @@ from PIL import Image
 from fmviz.cli import main
 from fmviz.graph import load_model
 from fmviz.graph.weights import conv_weights
-from fmviz.render.filters import HEADER_H, _cell, symmetric_levels
+from fmviz.render.filters import HEADER_H, _cell
 from tests.models import init, make_model, save, tensor_input
 
 
@@ -50,8 +50,14 @@ def test_colour_templates_and_stats(tmp_path, capsys):
         x, y = 4 + c * (3 * cell + 3), HEADER_H
         tile = picture[y:y + 3 * cell:cell, x:x + 3 * cell:cell]  # one pixel per weight
         peak = 0.0 if c == 4 else float(np.abs(w1[c]).max())
-        want = symmetric_levels(w1[c].astype(np.float64), peak).transpose(1, 2, 0)
+        # the formula written out here: 0 at mid-grey, +-peak at 255 and 0 (numpy's round
+        # halves to even, as the renderer's does)
+        values = w1[c].astype(np.float64)
+        want = (np.clip(np.round(127.5 + 127.5 * values / peak), 0, 255) if peak
+                else np.full(values.shape, 128)).astype(np.uint8).transpose(1, 2, 0)
         assert np.array_equal(tile, want), c
+        if peak:  # the strongest weight is at an end of the scale
+            assert tile.max() == 255 or tile.min() == 0, c
     assert np.all(picture[HEADER_H:HEADER_H + 3 * cell, 4 + 4 * (3 * cell + 3)] == 128)
 
 

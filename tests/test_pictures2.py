@@ -155,7 +155,6 @@ def test_imgsz_metadata_is_the_default_size_of_a_dynamic_model(tmp_path, capsys)
 def test_greyscale_grid_carries_channel_labels_only_inside_the_recorded_box(tmp_path):
     from types import SimpleNamespace
 
-    from fmviz.render import tiles
     from fmviz.render.layer import RenderOptions, render_layer
 
     rng = np.random.default_rng(7)
@@ -180,11 +179,20 @@ def test_greyscale_grid_carries_channel_labels_only_inside_the_recorded_box(tmp_
         outside[:bh, :bw] = False
         np.testing.assert_allclose(tile[outside], want[outside], atol=1)  # true values
         box = tile[:bh, :bw]
-        # the label: black text on a white box, the channel's own number
-        stamp = tiles._label_stamp(str(channel))
-        assert stamp.shape[0] <= bh and stamp.shape[1] <= bw
-        expected = np.where(stamp == tiles.TEXT, 0, 255)
-        np.testing.assert_array_equal(box[: stamp.shape[0], : stamp.shape[1]], expected)
+        # the label: the channel's own number drawn in black on a white box (drawn here with
+        # Pillow's default font at the box's 2-px inset, independently of fmviz's stamps)
+        from PIL import ImageDraw, ImageFont
+
+        font = ImageFont.load_default()
+        left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
+            (0, 0), str(channel), font=font)
+        text = Image.new("L", (right - left + 4, bottom - top + 3), 255)
+        draw = ImageDraw.Draw(text)
+        draw.fontmode = "1"
+        draw.text((2 - left, 1 - top), str(channel), fill=0, font=font)
+        expected = np.asarray(text).astype(int)
+        assert expected.shape[0] <= bh and expected.shape[1] <= bw and (expected == 0).any()
+        np.testing.assert_array_equal(box[: expected.shape[0], : expected.shape[1]], expected)
 
 
 def test_empty_slot_colour_is_quiet_and_far_from_the_default_palettes():

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..io import atomic_write_with
+from ..io import atomic_write_bytes
 
 try:  # python-isal publishes wheels for CPython on x86-64 and arm64 (pyproject.toml)
     from isal import isal_zlib
@@ -74,12 +74,7 @@ def write_png(path, pixels: np.ndarray, palette: np.ndarray | None = None) -> No
 
     The file appears complete or not at all (temporary file in the same folder, then rename).
     """
-    data = encode_png(pixels, palette)
-
-    def write(handle) -> None:
-        handle.write(data)
-
-    atomic_write_with(Path(path), write)
+    atomic_write_bytes(Path(path), encode_png(pixels, palette))
 
 
 # ----------------------------------------------------------------------------------- internals

@@ -25,7 +25,7 @@ import numpy as np
 from .. import __version__
 from ..errors import OptionError
 from ..io import atomic_write_text, ensure_dir
-from ..text import channel_ranges, percent
+from ..text import channel_ranges, markdown_cell, percent
 
 SCHEMA = "fmviz/dead-filters/1"
 FORMATS = {".json": "json", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
@@ -198,11 +198,7 @@ def _headline(report: dict) -> str:
     )
 
 
-def _md(text) -> str:
-    """Text safe inside a Markdown table cell (see :func:`fmviz.text.markdown_cell`)."""
-    from ..text import markdown_cell
-
-    return markdown_cell(text)
+_md = markdown_cell  # text safe inside a Markdown table cell
 
 
 def to_markdown(report: dict) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..io import atomic_write_text, ensure_dir
-from ..text import channel_ranges, format_shape
+from ..text import channel_ranges, format_shape, percent
 
 __all__ = [
     "INPUT_PICTURE",
@@ -614,7 +614,7 @@ def _stacked_bar(counts: Mapping[str, int], total: int, width: int = 220) -> str
         w = width * n / total
         rects.append(
             f'<rect class="c-{name}" x="{x:.2f}" y="0" width="{w:.2f}" height="14">'
-            f"<title>{n} {name} ({100 * n / total:.1f}%)</title></rect>"
+            f"<title>{n} {name} ({percent(n, total)})</title></rect>"
         )
         x += w
     label = ", ".join(f"{counts.get(k, 0)} {k}" for k in _CLASS_COLOURS)
