@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,9 +36,15 @@ def save_checkpoint(path: Path, header: dict, paths: Sequence[Path], done: int,
     """Write ``partial`` (the statistics over ``paths[:done]``) to ``path`` atomically."""
     ensure_dir(path.parent if str(path.parent) else Path("."))
     header = dict(header)
-    header.update(
-        done=done,
-        inputs_sha256=paths_digest(paths[:done]),
+    header.update(done=done, inputs_sha256=paths_digest(paths[:done]))
+    write_partial(path, header, partial)
+
+
+def write_partial(path: Path, header: dict, partial: ScanPartial) -> None:
+    """``partial`` and ``header`` (plus its counts) as a checkpoint file, atomically: an .npz
+    of a JSON header and each layer's ChannelStats arrays (both engines' checkpoints)."""
+    header = dict(
+        header,
         inputs_scanned=partial.inputs_scanned,
         samples=partial.samples,
         skipped=[dict(item) for item in partial.skipped],
@@ -51,6 +57,38 @@ def save_checkpoint(path: Path, header: dict, paths: Sequence[Path], done: int,
         if stats is not None:
             arrays.update(stats.to_arrays(prefix=f"layer{position}_"))
     atomic_write_with(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
+
+
+def read_partial(
+    path: Path, schema: str, layers: int, bad: Callable[[str], FmvizError], done_field: str
+) -> tuple[dict, ScanPartial]:
+    """The header and partial of a checkpoint written by :func:`write_partial` (never
+    unpickling), its fields' types and counts checked before anything is used; ``bad(reason)``
+    makes the error. ``done_field`` is the header field that counts the inputs covered."""
+    from .inputs.safe import check_regular
+    from .scan import ScanPartial
+
+    check_regular(path)  # a FIFO named scan.npz is refused, never waited on
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(bytes(archive["header"]).decode("utf-8"))
+            if not isinstance(header, dict) or header.get("schema") != schema:
+                raise bad("not a checkpoint of this kind of scan")
+            wrong = _checkpoint_header_problem(header, done_field)
+            if wrong is not None:  # checked before anything is used (or saved over it)
+                raise bad(f"not a valid fmviz checkpoint ({wrong})")
+            present = header["layers_present"]
+            if len(present) != layers:
+                raise bad(f"holds {len(present)} layers, this scan has {layers}")
+            stats = [ChannelStats.from_arrays(archive, header["eps"], prefix=f"layer{i}_")
+                     if here else None for i, here in enumerate(present)]
+    except FmvizError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile,
+            UnicodeDecodeError) as exc:
+        raise bad(f"not a readable fmviz checkpoint ({exc})") from exc
+    return header, ScanPartial(stats=stats, inputs_scanned=header["inputs_scanned"],
+                               samples=header["samples"], skipped=list(header["skipped"]))
 
 
 def _options_record(options: ScanOptions) -> dict:
@@ -85,31 +123,7 @@ def load_checkpoint(
         return InputError(f"{path}: {reason}; delete it to start over, or use another "
                           "--checkpoint file")
 
-    try:
-        from .inputs.safe import check_regular
-
-        check_regular(path)  # a FIFO named scan.npz is refused, never waited on
-        with np.load(path, allow_pickle=False) as archive:
-            header = json.loads(bytes(archive["header"]).decode("utf-8"))
-            if not isinstance(header, dict) or header.get("schema") != CHECKPOINT_SCHEMA:
-                raise bad("not an fmviz dead-filters checkpoint")
-            wrong = _checkpoint_header_problem(header)
-            if wrong is not None:  # checked before anything is used (or saved over it)
-                raise bad(f"not a valid fmviz checkpoint ({wrong})")
-            present = header.get("layers_present", [])
-            stats: list[ChannelStats | None] = []
-            if len(present) != layers:
-                raise bad(f"holds {len(present)} layers, this scan has {layers}")
-            for position, here in enumerate(present):
-                stats.append(
-                    ChannelStats.from_arrays(archive, header["eps"], prefix=f"layer{position}_")
-                    if here else None
-                )
-    except FmvizError:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile,
-            UnicodeDecodeError) as exc:
-        raise bad(f"not a readable fmviz checkpoint ({exc})") from exc
+    header, partial = read_partial(path, CHECKPOINT_SCHEMA, layers, bad, "done")
     if header.get("model_sha256") != expected["model_sha256"]:
         raise bad(
             f"made for another model (sha256 {str(header.get('model_sha256'))[:12]}, "
@@ -125,19 +139,12 @@ def load_checkpoint(
         raise bad(f"covers {done} inputs, more than the {len(paths)} given")
     if header.get("inputs_sha256") != paths_digest(paths[:done]):
         raise bad(f"the first {done} inputs are not the ones it was made from")
-    from .scan import ScanPartial
-
-    partial = ScanPartial(
-        stats=stats,
-        inputs_scanned=int(header.get("inputs_scanned", 0)),
-        samples=int(header.get("samples", 0)),
-        skipped=list(header.get("skipped", [])),
-    )
     return done, partial
 
 
-def _checkpoint_header_problem(header: dict) -> str | None:
-    """What is wrong with the types of a checkpoint header's fields, or None."""
+def _checkpoint_header_problem(header: dict, done_field: str = "done") -> str | None:
+    """What is wrong with the types of a checkpoint header's fields, or None. ``done_field``:
+    ``done`` (inputs covered, local scans) or ``partitions_done`` (partitions, dask scans)."""
     def count(value) -> bool:
         return type(value) is int and value >= 0
 
@@ -145,7 +152,8 @@ def _checkpoint_header_problem(header: dict) -> str | None:
         return isinstance(value, str)
 
     checks = {
-        "done": count,
+        done_field: count if done_field == "done" else (
+            lambda v: isinstance(v, list) and all(count(x) for x in v)),
         "inputs_scanned": count,
         "samples": count,
         "inputs_sha256": text,
@@ -161,10 +169,11 @@ def _checkpoint_header_problem(header: dict) -> str | None:
             return f"no {key!r} field"
         if not valid(header[key]):
             return f"field {key!r} is {_short(header[key])}"
-    if header["inputs_scanned"] + len(header["skipped"]) != header["done"] or (
+    if (done_field == "done"
+            and header["inputs_scanned"] + len(header["skipped"]) != header["done"]) or (
         header["samples"] < header["inputs_scanned"]
     ):
-        return (f"its counts disagree: {header['done']} done, {header['inputs_scanned']} "
+        return (f"its counts disagree: {header[done_field]} done, {header['inputs_scanned']} "
                 f"scanned, {len(header['skipped'])} skipped, {header['samples']} samples")
     return None
 

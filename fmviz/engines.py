@@ -25,19 +25,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 import threading
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
-
-import numpy as np
 
 from .errors import FmvizError, InputError, OptionError
 from .inputs.remote import INSTALL_HINT, fetch, is_url, url_name
@@ -351,30 +347,12 @@ class PartialCheckpoint:
 
     def load(self, scan_key: dict) -> tuple[set[int], Any] | None:
         """The partitions done and their partial, or None when there is no checkpoint yet."""
-        from .checkpoint import _short
-        from .scan import ScanPartial
-        from .stats import ChannelStats
+        from .checkpoint import _short, read_partial
 
         if not self.path.exists():
             return None
-        from .inputs.safe import check_regular
-
-        check_regular(self.path)  # a FIFO named scan.npz is refused, never waited on
-        try:
-            with np.load(self.path, allow_pickle=False) as archive:
-                header = json.loads(bytes(archive["header"]).decode("utf-8"))
-                if not isinstance(header, dict) or header.get("schema") != self.header["schema"]:
-                    raise self._bad("not a checkpoint of a partitioned (--engine dask) scan")
-                present = header.get("layers_present", [])
-                if len(present) != self.layers:
-                    raise self._bad(f"holds {len(present)} layers, this scan has {self.layers}")
-                stats = [ChannelStats.from_arrays(archive, header["eps"], prefix=f"layer{i}_")
-                         if here else None for i, here in enumerate(present)]
-        except FmvizError:
-            raise
-        except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile,
-                UnicodeDecodeError) as exc:
-            raise self._bad(f"not a readable fmviz checkpoint ({exc})") from exc
+        header, partial = read_partial(self.path, self.header["schema"], self.layers, self._bad,
+                                       "partitions_done")
         expected = {**self.header, **scan_key}
         for key, label in (("model_sha256", "model"), ("stage", "--stage"),
                            ("tensors", "--layers"), ("eps", "--eps"),
@@ -383,24 +361,15 @@ class PartialCheckpoint:
             if header.get(key) != expected.get(key):
                 raise self._bad(f"made with other {label} ({_short(header.get(key))} vs "
                                 f"{_short(expected.get(key))})")
-        partial = ScanPartial(stats=stats, inputs_scanned=int(header.get("inputs_scanned", 0)),
-                              samples=int(header.get("samples", 0)),
-                              skipped=list(header.get("skipped", [])))
-        return {int(p) for p in header.get("partitions_done", [])}, partial
+        return set(header["partitions_done"]), partial
 
     def save(self, scan_key: dict, done: set[int], partial: Any) -> None:
-        from .io import atomic_write_with, ensure_dir
+        from .checkpoint import write_partial
+        from .io import ensure_dir
 
         ensure_dir(self.path.parent if str(self.path.parent) else Path("."))
-        header = {**self.header, **scan_key, "partitions_done": sorted(done),
-                  "inputs_scanned": partial.inputs_scanned, "samples": partial.samples,
-                  "skipped": [dict(item) for item in partial.skipped],
-                  "layers_present": [s is not None for s in partial.stats]}
-        arrays = {"header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}
-        for position, stats in enumerate(partial.stats):
-            if stats is not None:
-                arrays.update(stats.to_arrays(prefix=f"layer{position}_"))
-        atomic_write_with(self.path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
+        write_partial(self.path, {**self.header, **scan_key, "partitions_done": sorted(done)},
+                      partial)
 
 
 def _inputs_digest(items: Sequence[str]) -> str:

@@ -618,3 +618,21 @@ def test_a_fifo_as_the_model_or_the_checkpoint_is_refused_at_once(tmp_path, caps
     assert main(["dead-filters", ok, str(CORPUS / "images/ok.png"), "--checkpoint",
                  str(checkpoint), "-q"]) == 2
     assert "is a named pipe (FIFO), not a regular file" in capsys.readouterr().err
+
+
+def test_a_dask_checkpoint_with_fields_of_the_wrong_type_is_a_clear_error(tmp_path):
+    """The partitioned scan's checkpoint goes through the same header checks as the local one
+    (a count given as text was a traceback there)."""
+    from fmviz.checkpoint import write_partial
+    from fmviz.engines import DASK_CHECKPOINT_SCHEMA, PartialCheckpoint
+    from fmviz.errors import InputError
+    from fmviz.scan import ScanPartial
+
+    path = tmp_path / "scan.npz"
+    header = {"schema": DASK_CHECKPOINT_SCHEMA, "model_sha256": "0" * 64, "eps": 1e-6,
+              "inputs_sha256": "1" * 64, "partitions_done": ["abc"]}
+    write_partial(path, header, ScanPartial(stats=[None]))
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="not a valid fmviz checkpoint .*partitions_done"):
+        PartialCheckpoint(path, header, 1).load({})
+    assert path.read_bytes() == before
