@@ -11,7 +11,6 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-from onnx import numpy_helper
 
 from .graph import ModelGraph, ModelInput
 from .probes import Probe
@@ -38,36 +37,21 @@ def network_stride(graph: ModelGraph, probes: Sequence[Probe]) -> int | None:
     return best if best > 1 else None
 
 
-def _initializer_shape(graph: ModelGraph, name: str) -> tuple[int, ...] | None:
-    for tensor in graph.proto.graph.initializer:
-        if tensor.name == name:
-            return tuple(int(d) for d in tensor.dims)
-    return None
-
-
-def _constant_values(graph: ModelGraph, name: str) -> np.ndarray | None:
-    for tensor in graph.proto.graph.initializer:
-        if tensor.name == name:
-            return numpy_helper.to_array(tensor)
-    for node in graph.proto.graph.node:
-        if node.op_type == "Constant" and name in node.output:
-            for attr in node.attribute:
-                if attr.name == "value":
-                    return numpy_helper.to_array(attr.t)
-    return None
-
-
 def _chunk_lengths(graph: ModelGraph, channels: int) -> list[int]:
     """Lengths the graph's fixed shapes point at: the input size of a recurrent layer (its
     ``W`` weights), and constant Reshape targets, per input channel."""
+    from .graph.index import GraphIndex
+
+    index = GraphIndex(graph.proto.graph, graph.opset_version)
     found: list[int] = []
     for node in graph.proto.graph.node:
         if node.op_type in _RECURRENT and len(node.input) > 1:
-            shape = _initializer_shape(graph, node.input[1])
-            if shape and len(shape) == 3 and shape[-1] > 1:
+            weights = index.constants.get(node.input[1])  # dims only: the weights stay unread
+            shape = tuple(int(d) for d in weights.dims) if weights is not None else ()
+            if len(shape) == 3 and shape[-1] > 1:
                 found.append(shape[-1])
         elif node.op_type == "Reshape" and len(node.input) > 1:
-            values = _constant_values(graph, node.input[1])
+            values = index.constant(node.input[1])
             if values is not None and values.size and values.size <= 8 and np.all(values > 0):
                 total = int(np.prod(values.astype(np.int64)))
                 if total > 1 and total % max(channels, 1) == 0:

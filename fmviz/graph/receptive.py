@@ -54,6 +54,7 @@ import numpy as np
 import onnx
 
 from .index import GraphIndex, attr_graphs, node_inputs, opset_version, topological_order
+from .shapes import shape_of
 
 __all__ = ["AxisField", "Field", "receptive_fields"]
 
@@ -283,15 +284,9 @@ def _tidy(value: float) -> float:
 def _graph_shapes(graph: onnx.GraphProto) -> dict[str, tuple]:
     shapes: dict[str, tuple] = {}
     for info in [*graph.input, *graph.value_info, *graph.output]:
-        if not info.type.HasField("tensor_type") or not info.type.tensor_type.HasField("shape"):
-            continue
-        dims: list[int | str | None] = []
-        for dim in info.type.tensor_type.shape.dim:
-            if dim.HasField("dim_value"):
-                dims.append(int(dim.dim_value))
-            else:
-                dims.append(dim.dim_param or None)
-        shapes[info.name] = tuple(dims)
+        shape = shape_of(info.type)
+        if shape is not None:
+            shapes[info.name] = shape
     return shapes
 
 

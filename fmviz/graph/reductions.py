@@ -142,7 +142,6 @@ def reduction_model(
     prefix = NameAllocator.for_graph(graph).fresh_prefix("fmviz_stats")
     targets = list({t.tensor: t for t in targets}.values())
     types = _elem_types(graph, model.shape_info.elem_types, {t.tensor for t in targets})
-    producer_position = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
     step = hard_sigmoid_step(eps)
 
     axes = f"{prefix}/axes"
@@ -163,7 +162,7 @@ def reduction_model(
             eps_names[elem] = name
         return eps_names[elem]
 
-    inserts: list[tuple[int, list[onnx.NodeProto]]] = []
+    inserts: list[tuple[str, list[onnx.NodeProto]]] = []
     outputs: list[onnx.ValueInfoProto] = []
     described: list[ReducedOutputs] = []
     for number, target in enumerate(targets):
@@ -191,7 +190,7 @@ def reduction_model(
             greater = node("Greater", [magnitude, eps_constant(elem)], "greater")
             indicator = node("Cast", [greater], "is_active", to=elem)
         _add(nodes, _reduce("ReduceSum", indicator, names.active, opset, axes, names.active))
-        inserts.append((producer_position.get(target.tensor, -1), nodes))  # -1: a graph input
+        inserts.append((target.tensor, nodes))
         for name in (names.min, names.max, names.active):
             outputs.append(helper.make_tensor_value_info(name, elem, None))
         for name in (names.sum, names.sumsq):
@@ -199,17 +198,25 @@ def reduction_model(
         outputs.append(helper.make_tensor_value_info(names.shape, TensorProto.INT64, None))
         described.append(names)
 
-    # Insert in ascending position; each insertion shifts the later ones by its length.
-    inserts.sort(key=lambda item: item[0])
-    shift = 0
-    for position, nodes in inserts:
-        at = position + 1 + shift
-        for k, new_node in enumerate(nodes):
-            graph.node.insert(at + k, new_node)
-        shift += len(nodes)
+    _insert_after_producers(graph, inserts)
     graph.initializer.extend(initializers)  # small constants: travel with the shell
     graph.output.extend(outputs)
     return model.serialize(shell), described
+
+
+def _insert_after_producers(
+    graph: onnx.GraphProto, inserts: list[tuple[str, list[onnx.NodeProto]]]
+) -> None:
+    """Insert each ``(tensor, nodes)`` right after the node that makes ``tensor`` (at the start
+    for a graph input), so that onnxruntime, which prefers ready nodes by their position, runs
+    them soon after the map exists. Ascending order: each insertion shifts the later ones."""
+    position = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    shift = 0
+    for at, nodes in sorted(((position.get(t, -1), n) for t, n in inserts),
+                            key=lambda item: item[0]):
+        for k, new_node in enumerate(nodes):
+            graph.node.insert(at + 1 + shift + k, new_node)
+        shift += len(nodes)
 
 
 def _elem_types(
@@ -372,13 +379,12 @@ def score_model(
     prefix = NameAllocator.for_graph(graph).fresh_prefix("fmviz_scores")
     targets = list({t.tensor: t for t in targets}.values())
     types = _elem_types(graph, model.shape_info.elem_types, {t.tensor for t in targets})
-    producer_position = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
     axes = f"{prefix}/axes"
     graph.initializer.extend([
         numpy_helper.from_array(np.array([2], dtype=np.int64), axes),
         numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), f"{prefix}/shape3"),
     ])
-    inserts: list[tuple[int, list[onnx.NodeProto]]] = []
+    inserts: list[tuple[str, list[onnx.NodeProto]]] = []
     described: list[ScoreOutputs] = []
     for number, target in enumerate(targets):
         p = f"{prefix}/{number}"
@@ -393,20 +399,14 @@ def score_model(
                                                 name=f"{p}/argmax", axis=2, keepdims=0)),
             shape=node("Shape", [target.tensor], "shape"),
         )
-        inserts.append((producer_position.get(target.tensor, -1), nodes))
+        inserts.append((target.tensor, nodes))
         graph.output.extend([
             helper.make_tensor_value_info(names.score, elem, None),
             helper.make_tensor_value_info(names.argmax, TensorProto.INT64, None),
             helper.make_tensor_value_info(names.shape, TensorProto.INT64, None),
         ])
         described.append(names)
-    inserts.sort(key=lambda item: item[0])
-    shift = 0
-    for position, nodes in inserts:
-        at = position + 1 + shift
-        for k, new_node in enumerate(nodes):
-            graph.node.insert(at + k, new_node)
-        shift += len(nodes)
+    _insert_after_producers(graph, inserts)
     return model.serialize(shell), described
 
 
