@@ -29,14 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .crash import named_call
-from .errors import FmvizError, InputError, ModelError, OptionError, RejectedInput
+from .errors import FmvizError, InputError, ModelError, OptionError
 from .graph.reductions import SCORES, ScoreOutputs, Target, numpy_scores, score_model
 from .inputs import InputOptions, PreparedInput, load_input
 from .model import Model
 from .probes import Probe
 from .render.png import encode_png
-from .scan import Progress, Scanner, ScanOptions, _Decoded, _without_path
+from .scan import Progress, Scanner, ScanOptions, _Decoded
 
 __all__ = ["DEFAULT_TOP", "ExemplarOptions", "ExemplarPartial", "ExemplarResult",
            "ExemplarScanner", "TopK", "Winner", "find_exemplars", "locate"]
@@ -332,22 +331,12 @@ class ExemplarScanner(Scanner):
             batch_size=self.batch_size, total=total, notices=list(self.notices),
         )
 
-    def _run_group(
-        self, group: list[_Decoded], partial, total: int
-    ) -> None:
-        rows = np.concatenate([i.rows for i in group if i.rows is not None])
-        first, last = group[0].index + 1, group[-1].index + 1
-        try:  # named frame: a crash dump (SIGSEGV in onnxruntime) says which batch was running
-            scored = named_call(f"<- exemplars batch of inputs {first}-{last} of {total} "
-                                f"(first: {group[0].path})", self._scores, rows,
-                                str(group[0].path))
-        except RejectedInput as exc:
-            if len(group) == 1:
-                self._skip(group[0], _without_path(str(exc), group[0].path), partial)
-            else:
-                for item in group:
-                    self._run_group([item], partial, total)
-            return
+    BATCH_NAME = "exemplars"
+
+    def _batch(self, rows: np.ndarray, source: str):
+        return self._scores(rows, source)
+
+    def _add(self, partial, group: list[_Decoded], rows: np.ndarray, scored) -> None:
         counts = [(i, i.rows.shape[0]) for i in group if i.rows is not None]
         names = self.names
         paths = np.array([names.get(str(i.path), str(i.path)) for i, n in counts
@@ -362,11 +351,7 @@ class ExemplarScanner(Scanner):
             dims = len(shape) - 2
             if current is None:
                 current = TopK.empty(channels, k, dims)
-            elif current.channels != channels:
-                raise ModelError(
-                    f"{self.model.path}: layer {probe.name!r} gave {channels} channels for "
-                    f"{group[0].path}, {current.channels} before"
-                )
+            self._check_channels(probe, channels, current.channels, group)
             values = np.where(np.isnan(scores), -np.inf, scores).T  # [C, n]
             finite = np.where(np.isfinite(values), values, 0.0)
             batch = TopK(
@@ -379,8 +364,6 @@ class ExemplarScanner(Scanner):
                 count=n, total=finite.sum(axis=1), total_sq=np.square(finite).sum(axis=1),
             )
             partial.tops[at] = current.update(batch)
-        partial.inputs_scanned += len(group)
-        partial.samples += rows.shape[0]
 
     def _score_session(self):
         runner = self.model.runner

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -339,13 +340,35 @@ class Scanner:
             raise InputError(f"{item.path}: {error} (--strict stops at the first bad input)")
         partial.skipped.append({"index": item.index, "path": str(item.path), "error": error})
 
-    def _run_group(self, group: list[_Decoded], partial: ScanPartial, total: int) -> None:
+    # A scanner of another kind (fmviz.exemplars) keeps this loop and supplies these two.
+    BATCH_NAME = "scan"
+
+    def _batch(self, rows: np.ndarray, source: str) -> Any:
+        """What one batch gives: per layer, the ``[n, C]`` reductions."""
+        return self._reduce(rows, source)
+
+    def _add(self, partial: Any, group: list[_Decoded], rows: np.ndarray, out: Any) -> None:
+        """Merge one batch's output into ``partial``."""
+        for position, (probe, values) in enumerate(zip(self.probes, out, strict=True)):
+            stats = partial.stats[position]
+            channels = values["min"].shape[1]
+            if stats is None:
+                stats = partial.stats[position] = ChannelStats(channels, self.options.eps)
+            self._check_channels(probe, channels, stats.channels, group)
+            stats.add_reduced(**values)
+
+    def _check_channels(self, probe: Probe, channels: int, before: int,
+                        group: list[_Decoded]) -> None:
+        if channels != before:
+            raise ModelError(f"{self.model.path}: layer {probe.name!r} gave {channels} channels "
+                             f"for {group[0].path}, {before} before")
+
+    def _run_group(self, group: list[_Decoded], partial: Any, total: int) -> None:
         rows = np.concatenate([i.rows for i in group if i.rows is not None])
         first, last = group[0].index + 1, group[-1].index + 1
         try:  # named frame: a crash dump (SIGSEGV in onnxruntime) says which batch was running
-            reduced = named_call(f"<- scan batch of inputs {first}-{last} of {total} "
-                                 f"(first: {group[0].path})", self._reduce, rows,
-                                 str(group[0].path))
+            out = named_call(f"<- {self.BATCH_NAME} batch of inputs {first}-{last} of {total} "
+                             f"(first: {group[0].path})", self._batch, rows, str(group[0].path))
         except RejectedInput as exc:
             if len(group) == 1:
                 self._skip(group[0], _without_path(str(exc), group[0].path), partial)
@@ -353,17 +376,7 @@ class Scanner:
                 for item in group:
                     self._run_group([item], partial, total)
             return
-        for position, (probe, values) in enumerate(zip(self.probes, reduced, strict=True)):
-            stats = partial.stats[position]
-            channels = values["min"].shape[1]
-            if stats is None:
-                stats = partial.stats[position] = ChannelStats(channels, self.options.eps)
-            elif stats.channels != channels:
-                raise ModelError(
-                    f"{self.model.path}: layer {probe.name!r} gave {channels} channels for "
-                    f"{group[0].path}, {stats.channels} before"
-                )
-            stats.add_reduced(**values)
+        self._add(partial, group, rows, out)
         partial.inputs_scanned += len(group)
         partial.samples += rows.shape[0]
 
